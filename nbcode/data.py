@@ -1,0 +1,329 @@
+"""CIFAR-100, CIFAR-10 and an offline synthetic stand-in, as in-memory uint8 tensors.
+
+    train = load("cifar100", "train")          # ImageData: images (50000, 3, 32, 32) uint8
+    train.images, train.labels, train.classes  # + coarse_labels / coarse_classes for CIFAR-100
+
+Downloads and md5 checks go through torchvision's dataset classes (their file lists and sums);
+the pickled batches are then read straight into tensors, with errors that name the bad file.
+
+Environment variables:
+    NBCODE_DATA        the data root (default: ~/.cache/nbcode/data)
+    NBCODE_DATASET     the dataset the notebooks use (default: cifar100)
+    NBCODE_UNVERIFIED  "1" to load a local copy whose md5 sums differ from the official files
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.datasets import CIFAR10, CIFAR100
+from torchvision.datasets.utils import check_integrity
+
+from nbcode.profiles import Profile
+
+DATA_VARIABLE = "NBCODE_DATA"
+DATASET_VARIABLE = "NBCODE_DATASET"
+UNVERIFIED_VARIABLE = "NBCODE_UNVERIFIED"
+DATASETS = ("cifar100", "cifar10", "synthetic")
+TORCHVISION_CLASSES = {"cifar100": CIFAR100, "cifar10": CIFAR10}
+SYNTHETIC_SIZES = {"train": 10_000, "test": 2_000}
+SPLITS = ("train", "test")
+
+
+class DataMissingError(FileNotFoundError):
+    """The dataset is not under the data root."""
+
+
+class DataCorruptError(RuntimeError):
+    """A dataset file is truncated, corrupted or not the official file."""
+
+
+@dataclass
+class ImageData:
+    """One split of an image-classification dataset, held in memory.
+
+    Attributes:
+        images: (N, 3, 32, 32) uint8, RGB.
+        labels: (N,) int64 class indices into `classes`.
+        classes: class names.
+        name: "cifar100", "cifar10" or "synthetic".
+        split: "train" or "test".
+        verified: True when the files passed the official md5 check.
+        coarse_labels: (N,) int64 superclass indices (CIFAR-100 and synthetic), else None.
+        coarse_classes: superclass names, else None.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    name: str
+    split: str
+    verified: bool
+    coarse_labels: torch.Tensor | None = None
+    coarse_classes: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.name == "synthetic"
+
+    def describe(self) -> str:
+        """One line saying what this data is, e.g. for the top of a plot or a results table."""
+        source = ("SYNTHETIC stand-in data, not CIFAR" if self.synthetic
+                  else "official files, md5 checked" if self.verified
+                  else "local copy, md5 NOT checked")
+        return f"{self.name} {self.split}: {len(self):,} images, {len(self.classes)} classes ({source})"
+
+    def subset(self, n: int, seed: int = 0) -> ImageData:
+        """A random subset of `n` images (all of them when n >= len(self)), fixed by `seed`."""
+        if n >= len(self):
+            return self
+        keep = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
+        coarse = None if self.coarse_labels is None else self.coarse_labels[keep]
+        return ImageData(self.images[keep], self.labels[keep], self.classes, self.name, self.split,
+                         self.verified, coarse, self.coarse_classes)
+
+
+def data_root(root: str | Path | None = None) -> Path:
+    """`root`, else $NBCODE_DATA, else ~/.cache/nbcode/data."""
+    return Path(root or os.environ.get(DATA_VARIABLE) or Path.home() / ".cache" / "nbcode" / "data")
+
+
+def _check_name(name: str) -> None:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid datasets: {', '.join(DATASETS)}")
+
+
+def _check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+
+
+def download(name: str, root: str | Path | None = None) -> Path:
+    """Download and md5-check CIFAR-10 or CIFAR-100 with torchvision; return its folder."""
+    _check_name(name)
+    if name == "synthetic":
+        raise ValueError("the synthetic dataset is generated in memory; there is nothing to download")
+    root = data_root(root)
+    cls = TORCHVISION_CLASSES[name]
+    cls(str(root), train=True, download=True)
+    return root / cls.base_folder
+
+
+def _read_pickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="latin1")
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, OSError) as err:
+        raise DataCorruptError(f"{path} could not be read ({type(err).__name__}: {err}). The file is truncated "
+                               f"or corrupted: delete it and download again.") from err
+
+
+def _split_files(name: str, split: str) -> list[tuple[str, str]]:
+    """(file name, official md5) of the split's batches, then of the metadata file."""
+    cls = TORCHVISION_CLASSES[name]
+    batches = cls.train_list if split == "train" else cls.test_list
+    return [*batches, (cls.meta["filename"], cls.meta["md5"])]
+
+
+def _missing_message(name: str, folder: Path) -> str:
+    return (f"{name} was not found in {folder}.\n"
+            f"The data root is {folder.parent} (set ${DATA_VARIABLE} to use another folder).\n"
+            f"Download it (needs internet) with:\n    python -m nbcode.data download {name}\n"
+            f"or pass download=True to nbcode.data.load.")
+
+
+def load_cifar(name: str, split: str = "train", root: str | Path | None = None,
+               download_missing: bool = False, verify: bool = True) -> ImageData:
+    """Load CIFAR-10 or CIFAR-100 from torchvision's python-pickle files.
+
+    Args:
+        name: "cifar100" or "cifar10".
+        split: "train" or "test".
+        root: data root (see `data_root`).
+        download_missing: download with torchvision when the files are missing.
+        verify: check every file against torchvision's official md5 sums. A local copy with other
+            sums (e.g. JPEG re-encodings) loads only with verify=False, and then with a warning.
+
+    Raises:
+        DataMissingError: the dataset's folder or one of its files is missing.
+        DataCorruptError: a file fails the md5 check or cannot be unpickled; the message names it.
+    """
+    _check_split(split)
+    cls = TORCHVISION_CLASSES[name]
+    folder = data_root(root) / cls.base_folder
+    files = _split_files(name, split)
+    if download_missing and not all((folder / f).exists() for f, _ in files):
+        download(name, root)
+    if not folder.is_dir():
+        raise DataMissingError(_missing_message(name, folder))
+    for file_name, md5 in files:
+        path = folder / file_name
+        if not path.exists():
+            raise DataMissingError(f"{path} is missing. " + _missing_message(name, folder))
+        if verify and not check_integrity(str(path), md5):
+            raise DataCorruptError(
+                f"{path} fails the md5 check: it is truncated, corrupted or not the official file.\n"
+                f"Delete {folder} and run `python -m nbcode.data download {name}`; for a local copy that you "
+                f"trust, load with verify=False (or set {UNVERIFIED_VARIABLE}=1).")
+    if not verify:
+        warnings.warn(f"loading {folder} WITHOUT the md5 check: results on this copy are not comparable "
+                      f"to published figures", stacklevel=2)
+
+    images, fine, coarse = [], [], []
+    for file_name, _ in files[:-1]:
+        path = folder / file_name
+        entry = _read_pickle(path)
+        labels = entry.get("labels", entry.get("fine_labels"))
+        data = np.asarray(entry.get("data", []))
+        if labels is None or data.ndim != 2 or data.shape != (len(labels), 3 * 32 * 32):
+            raise DataCorruptError(f"{path} does not hold (N, 3072) images with N labels; it is corrupted: "
+                                   f"delete it and download again.")
+        images.append(torch.from_numpy(data).view(-1, 3, 32, 32))
+        fine.append(torch.as_tensor(labels, dtype=torch.int64))
+        if "coarse_labels" in entry:
+            coarse.append(torch.as_tensor(entry["coarse_labels"], dtype=torch.int64))
+    meta = _read_pickle(folder / files[-1][0])
+    classes = meta.get("fine_label_names", meta.get("label_names"))
+    return ImageData(torch.cat(images), torch.cat(fine), list(classes), name, split, verify,
+                     torch.cat(coarse) if coarse else None, meta.get("coarse_label_names"))
+
+
+def make_synthetic(split: str = "train", n: int | None = None, num_classes: int = 100,
+                   seed: int = 0) -> ImageData:
+    """A deterministic, learnable, class-conditional stand-in for CIFAR, made in memory.
+
+    Each class is a striped pattern with its own two colours, stripe angle and frequency; each
+    image draws a random phase and pixel noise. Angles lie in [0, pi/2), so a horizontal flip
+    (which maps angle a to pi - a) never turns one class into another. Classes are fixed by
+    `seed` alone, so the train and test splits share them; the images differ per split.
+    Superclasses group five consecutive classes, as CIFAR-100's 20 superclasses do.
+
+    Returns:
+        ImageData with images (n, 3, 32, 32) uint8 and balanced labels.
+    """
+    _check_split(split)
+    n = SYNTHETIC_SIZES[split] if n is None else n
+    classes = torch.Generator().manual_seed(seed)
+    colours = 0.15 + 0.7 * torch.rand(num_classes, 2, 3, 1, 1, generator=classes)
+    angles = (torch.pi / 2) * torch.rand(num_classes, generator=classes)
+    frequencies = 1.0 + 3.0 * torch.rand(num_classes, generator=classes)  # stripes per 32 pixels
+
+    rng = torch.Generator().manual_seed(seed * 1000 + SPLITS.index(split) + 1)
+    labels = torch.arange(n) % num_classes
+    labels = labels[torch.randperm(n, generator=rng)]
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    a, f = angles[labels].view(-1, 1, 1), frequencies[labels].view(-1, 1, 1)
+    phase = 2 * torch.pi * torch.rand(n, 1, 1, generator=rng)
+    wave = torch.sin(2 * torch.pi * f * (xs * torch.cos(a) + ys * torch.sin(a)) / 32 + phase)
+    mix = (0.5 + 0.5 * wave).unsqueeze(1)  # (n, 1, 32, 32)
+    pictures = colours[labels, 0] * mix + colours[labels, 1] * (1 - mix)
+    pictures = pictures + 0.06 * torch.randn(pictures.shape, generator=rng)
+    images = (pictures.clamp(0, 1) * 255).round().to(torch.uint8)
+    return ImageData(images, labels, [f"synthetic_{c:02d}" for c in range(num_classes)], "synthetic", split,
+                     verified=False, coarse_labels=labels // 5,
+                     coarse_classes=[f"group_{g:02d}" for g in range((num_classes + 4) // 5)])
+
+
+def _unverified_from_env() -> bool:
+    return os.environ.get(UNVERIFIED_VARIABLE, "").lower() in ("1", "true", "yes")
+
+
+def load(name: str | None = None, split: str = "train", *, root: str | Path | None = None,
+         download: bool = False, verify: bool | None = None) -> ImageData:
+    """Load a dataset by name: "cifar100", "cifar10" or "synthetic" (default: $NBCODE_DATASET or cifar100).
+
+    `verify` defaults to True unless $NBCODE_UNVERIFIED=1. See `load_cifar` for the errors.
+    """
+    name = name or os.environ.get(DATASET_VARIABLE) or "cifar100"
+    _check_name(name)
+    if name == "synthetic":
+        return make_synthetic(split)
+    verify = (not _unverified_from_env()) if verify is None else verify
+    return load_cifar(name, split, root, download_missing=download, verify=verify)
+
+
+def load_for_profile(profile: Profile, split: str = "train", name: str | None = None,
+                     root: str | Path | None = None) -> ImageData:
+    """The data a notebook should use under `profile`.
+
+    Real data when it is on disk. When it is not and the profile allows it (smoke), the synthetic
+    stand-in with as many classes, with a warning. The training split is cut to
+    `profile.train_limit` images.
+    """
+    name = name or os.environ.get(DATASET_VARIABLE) or "cifar100"
+    try:
+        data = load(name, split, root=root)
+    except DataMissingError:
+        if not profile.allow_synthetic:
+            raise
+        num_classes = 10 if name == "cifar10" else 100
+        warnings.warn(f"{name} is not under {data_root(root)}; the {profile.name} profile uses SYNTHETIC "
+                      f"data instead", stacklevel=2)
+        data = make_synthetic(split, num_classes=num_classes)
+    if split == "train" and profile.train_limit is not None:
+        data = data.subset(profile.train_limit)
+    return data
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 10_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation of uint8 images, in [0, 1] units.
+
+    Args:
+        images: (N, 3, H, W) uint8.
+    Returns:
+        mean, std: (3,) float32 each.
+    """
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    for start in range(0, len(images), chunk):
+        x = images[start:start + chunk].to(torch.float64) / 255
+        total += x.sum(dim=(0, 2, 3))
+        squares += (x * x).sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (squares / count - mean * mean).sqrt()
+    return mean.float(), std.float()
+
+
+def random_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                   generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless shuffled mini-batches, reshuffled every epoch; the last incomplete batch is dropped.
+
+    Args:
+        images: (N, 3, H, W) uint8, on any device; batches stay on that device.
+        labels: (N,) int64, on the same device.
+        generator: a CPU generator; it fixes the order.
+    Yields:
+        (batch_size, 3, H, W) uint8 images and (batch_size,) labels.
+    """
+    if batch_size > len(labels):
+        raise ValueError(f"batch_size {batch_size} is larger than the dataset ({len(labels)} images)")
+    while True:
+        order = torch.randperm(len(labels), generator=generator).to(images.device)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            index = order[start:start + batch_size]
+            yield images[index], labels[index]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m nbcode.data", description="Fetch datasets for the notebooks.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    fetch = commands.add_parser("download", help="download and md5-check CIFAR-10 or CIFAR-100")
+    fetch.add_argument("name", choices=[n for n in DATASETS if n != "synthetic"])
+    fetch.add_argument("--root", default=None, help=f"data root (default: ${DATA_VARIABLE} or ~/.cache/nbcode/data)")
+    args = parser.parse_args()
+    print(download(args.name, args.root))
+
+
+if __name__ == "__main__":
+    main()

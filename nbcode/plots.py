@@ -1,0 +1,34 @@
+"""Figures shared by the notebooks."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+
+
+def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 8,
+               title: str = "", size: float = 1.3) -> Figure:
+    """A grid of small images with optional per-image titles.
+
+    Args:
+        images: (N, 3, H, W) uint8, or float in [0, 1].
+        titles: N short captions, or None.
+        size: inches per image.
+    """
+    n = len(images)
+    nrows = (n + ncols - 1) // ncols
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * (1.25 if titles else 1)),
+                             squeeze=False)
+    pictures = images.float() / 255 if images.dtype == torch.uint8 else images.clamp(0, 1)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(pictures[i].permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
+            if titles:
+                ax.set_title(titles[i], fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

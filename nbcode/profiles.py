@@ -1,0 +1,90 @@
+"""Budgets in one place: the `smoke`, `quick` and `paper` profiles, and the device to run on.
+
+Every notebook starts with::
+
+    profile = get_profile()          # from $NBCODE_PROFILE, default "quick"
+    device = pick_device()           # cuda, then mps, then cpu
+    print(describe(profile, device))
+
+so that the same notebook runs in seconds under the tests (smoke), in minutes on a laptop CPU
+(quick) and at the paper's budgets on a GPU (paper).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+
+import torch
+
+PROFILE_VARIABLE = "NBCODE_PROFILE"
+DEFAULT_PROFILE = "quick"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The budgets one run of the notebooks is allowed.
+
+    Attributes:
+        name: "smoke", "quick" or "paper".
+        train_limit: keep at most this many training images (None: the whole training split).
+        allow_synthetic: fall back to the synthetic dataset when no real data is on disk.
+        classifier_steps: optimiser steps of the ResNet (the paper: 10,000).
+        classifier_batch: images per ResNet step (the paper: 512).
+        eval_every: evaluate the classifier every this many steps.
+        gan_iterations: generator updates of the GAN (the paper: 50,000).
+        gan_batch: images per GAN step.
+        fid_samples: generated images (and reference images) for FID.
+    """
+
+    name: str
+    train_limit: int | None
+    allow_synthetic: bool
+    classifier_steps: int
+    classifier_batch: int
+    eval_every: int
+    gan_iterations: int
+    gan_batch: int
+    fid_samples: int
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", train_limit=2048, allow_synthetic=True,
+                     classifier_steps=30, classifier_batch=64, eval_every=10,
+                     gan_iterations=20, gan_batch=32, fid_samples=256),
+    "quick": Profile("quick", train_limit=None, allow_synthetic=False,
+                     classifier_steps=600, classifier_batch=256, eval_every=100,
+                     gan_iterations=2000, gan_batch=64, fid_samples=2000),
+    "paper": Profile("paper", train_limit=None, allow_synthetic=False,
+                     classifier_steps=10_000, classifier_batch=512, eval_every=500,
+                     gan_iterations=50_000, gan_batch=64, fid_samples=10_000),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the profile called `name`, or the one named by $NBCODE_PROFILE, or "quick".
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    chosen = name or os.environ.get(PROFILE_VARIABLE) or DEFAULT_PROFILE
+    if chosen not in PROFILES:
+        valid = ", ".join(PROFILES)
+        raise ValueError(f"unknown profile {chosen!r} (from {'argument' if name else PROFILE_VARIABLE}); "
+                         f"valid profiles: {valid}")
+    return PROFILES[chosen]
+
+
+def pick_device() -> torch.device:
+    """The fastest device present: cuda, then mps, then cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def describe(profile: Profile, device: torch.device) -> str:
+    """One block of text naming the profile, every budget in it and the device."""
+    budgets = "\n".join(f"  {key:<17} {value}" for key, value in asdict(profile).items() if key != "name")
+    threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
+    return f"profile: {profile.name}  (set {PROFILE_VARIABLE} to change)\ndevice: {device}{threads}\n{budgets}"

@@ -1,0 +1,151 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 0. The data: CIFAR-100 and what augmentation does to it
+#
+# **Question.** What do the images we train on look like, how are they labelled, and what does
+# our training-time augmentation do to them?
+#
+# CIFAR-100 (Krizhevsky, 2009) holds 60,000 colour images of 32×32 pixels: 50,000 for training
+# and 10,000 for testing, in 100 classes of 600 images each. The 100 "fine" classes are grouped
+# into 20 "coarse" superclasses of five. The paper trains both of its models on it.
+#
+# Every notebook in this book starts the same way: it picks a **profile** (the budgets: steps,
+# batch sizes, sample counts) and a **device**, and prints both, so that every number below can
+# be traced to what produced it. Set `NBCODE_PROFILE=smoke|quick|paper` before starting
+# JupyterLab to change the profile, `NBCODE_DATASET=cifar10` to use CIFAR-10 instead.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+from nbcode.augment import Augmentation, augment_batch
+from nbcode.data import channel_stats, load_for_profile
+from nbcode.display import show_source
+from nbcode.plots import image_grid
+from nbcode.profiles import describe, get_profile, pick_device
+
+torch.manual_seed(0)
+profile = get_profile()
+device = pick_device()
+print(describe(profile, device))
+
+# %% [markdown]
+# ## Loading
+#
+# `nbcode.data` reads the dataset's pickled batches into memory as one `uint8` tensor of shape
+# `(N, 3, 32, 32)` plus integer labels: 150 MB for CIFAR-100's training split, small enough to
+# keep on the GPU, which is what makes batched augmentation possible later. When the data is
+# not on disk the smoke profile (used by the tests) falls back to a *synthetic* stand-in, and
+# says so in every caption.
+
+# %%
+train = load_for_profile(profile, "train")
+test = load_for_profile(profile, "test")
+print(train.describe())
+print(test.describe())
+print("images:", tuple(train.images.shape), train.images.dtype, "| labels:", tuple(train.labels.shape))
+
+# %% [markdown]
+# ## Classes and superclasses
+#
+# Each superclass groups several fine classes; the table lists them.
+
+# %%
+if train.coarse_labels is not None:
+    for c, coarse_name in enumerate(train.coarse_classes):
+        members = sorted({train.classes[f] for f in train.labels[train.coarse_labels == c].tolist()})
+        print(f"{coarse_name:<32} {', '.join(members)}")
+else:
+    print("classes:", ", ".join(train.classes))
+
+# %% [markdown]
+# ## How many images per class?
+#
+# CIFAR is balanced by construction. A bar per class makes any imbalance in a subset (such as
+# the smoke profile's cut of the training split) visible at once.
+
+# %%
+train_counts = torch.bincount(train.labels, minlength=len(train.classes))
+test_counts = torch.bincount(test.labels, minlength=len(test.classes))
+fig, ax = plt.subplots(figsize=(10, 2.8))
+ax.bar(range(len(train.classes)), train_counts.numpy(), label="train", width=0.9)
+ax.bar(range(len(test.classes)), test_counts.numpy(), label="test", width=0.9, alpha=0.8)
+ax.set_xlabel("class index")
+ax.set_ylabel("images")
+ax.set_title(f"Images per class are flat: {train.name}, profile {profile.name}")
+ax.legend()
+plt.show()
+print(f"train: {train_counts.min().item()}-{train_counts.max().item()} images per class; "
+      f"test: {test_counts.min().item()}-{test_counts.max().item()}")
+
+# %% [markdown]
+# ## What the images look like
+#
+# The first training image of each of the first 32 classes.
+
+# %%
+shown = list(range(min(32, len(train.classes))))
+firsts = torch.stack([train.images[(train.labels == c).nonzero()[0, 0]] for c in shown])
+image_grid(firsts, [train.classes[c] for c in shown], title=f"One image per class — {train.describe()}")
+plt.show()
+
+# %% [markdown]
+# ## Per-channel mean and standard deviation
+#
+# Inputs are normalised per colour channel with the training split's own statistics, computed
+# here over every pixel of every training image (in [0, 1] units).
+
+# %%
+mean, std = channel_stats(train.images)
+for channel, m, s in zip("RGB", mean.tolist(), std.tolist()):
+    print(f"{channel}: mean {m:.4f}  std {s:.4f}")
+
+# %% [markdown]
+# ## Augmentation, on whole batches at once
+#
+# The paper augments with random crops, flips, colour jitter and normalisation. The common
+# recipe applies these to one PIL image at a time in DataLoader workers; on a 2-core machine that
+# starves the model. `augment_batch` does the same random choices for a whole batch with a few
+# tensor operations, on the device the batch lives on (`benchmarks/data_pipeline.py` measures the
+# difference):
+
+# %%
+show_source(augment_batch)
+
+# %% [markdown]
+# Eight training images (top row) and three augmented draws of each (rows below). For display
+# we skip the final normalisation step by passing mean 0 and std 1.
+
+# %%
+originals = train.images[:8]
+generator = torch.Generator().manual_seed(0)
+draws = [augment_batch(originals, torch.zeros(3), torch.ones(3), Augmentation(), generator) for _ in range(3)]
+image_grid(torch.cat([originals.float() / 255, *draws]), ncols=8,
+           title="Top row: originals; below: three augmented draws (crop+pad 4, flip, jitter 0.2)")
+plt.show()
+
+# %% [markdown]
+# ## Summary
+#
+# - The training split printed above is what every later notebook trains on under this profile;
+#   its class counts, names and per-channel statistics are computed here, not quoted.
+# - Images stay in memory as `uint8` tensors; augmentation runs per batch on the training device.
+# - Under the smoke profile without CIFAR on disk, everything above is **synthetic** data:
+#   striped patterns, one colour pair, angle and frequency per class, that a small network can
+#   learn. It exists so the notebooks run in the tests; its numbers say nothing about CIFAR.
+
+# %%
+print(f"profile {profile.name}: {train.describe()}; {test.describe()}")
+print("channel mean", [round(v, 4) for v in mean.tolist()], "std", [round(v, 4) for v in std.tolist()])
