@@ -27,8 +27,13 @@ class Augmentation:
     saturation: float = 0.2
 
 
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Zero-pad by `padding` pixels, then cut a random H x W window per image.
+def random_crop_flip(images: torch.Tensor, padding: int, flip: bool,
+                     generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zero-pad by `padding` pixels, cut a random H x W window, and mirror it left-right with
+    probability 1/2 (when `flip`), each drawn per image.
+
+    Both are one gather: output pixel (r, c) of image b reads padded pixel
+    (top_b + r, left_b + c), or (top_b + r, left_b + W - 1 - c) when b is flipped.
 
     Args:
         images: (B, C, H, W) any dtype.
@@ -36,26 +41,17 @@ def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator |
         (B, C, H, W), same dtype and device.
     """
     b, c, h, w = images.shape
-    padded = F.pad(images, (padding, padding, padding, padding))
-    top = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=generator_device(generator))
-    left = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=generator_device(generator))
-    rows = (top.to(images.device) + torch.arange(h, device=images.device)).view(b, 1, h, 1)
-    cols = (left.to(images.device) + torch.arange(w, device=images.device)).view(b, 1, 1, w)
-    batch = torch.arange(b, device=images.device).view(b, 1, 1, 1)
-    channel = torch.arange(c, device=images.device).view(1, c, 1, 1)
-    return padded[batch, channel, rows, cols]
-
-
-def random_flip(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mirror each image left-right with probability 1/2. images: (B, C, H, W)."""
-    flip = torch.rand(images.shape[0], generator=generator, device=generator_device(generator)) < 0.5
-    return torch.where(flip.to(images.device).view(-1, 1, 1, 1), images.flip(3), images)
-
-
-def _factors(n: int, strength: float, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """(n, 1, 1, 1) factors drawn uniformly from [1 - strength, 1 + strength]."""
-    u = torch.rand(n, 1, 1, 1, generator=generator, device=generator_device(generator)).to(device)
-    return 1 + strength * (2 * u - 1)
+    device = generator_device(generator)
+    top = torch.randint(0, 2 * padding + 1, (b, 1, 1), generator=generator, device=device).to(images.device)
+    left = torch.randint(0, 2 * padding + 1, (b, 1, 1), generator=generator, device=device).to(images.device)
+    mirrored = (torch.rand(b, 1, 1, generator=generator, device=device) < 0.5).to(images.device) & flip
+    cols = torch.arange(w, device=images.device).view(1, 1, w)
+    cols = torch.where(mirrored, w - 1 - cols, cols) + left
+    rows = torch.arange(h, device=images.device).view(1, h, 1) + top
+    padded_width = w + 2 * padding
+    source = (rows * padded_width + cols).view(b, 1, h * w).expand(b, c, h * w)
+    padded = F.pad(images, (padding, padding, padding, padding)).flatten(2)
+    return padded.gather(2, source).view(b, c, h, w)
 
 
 def grayscale(images: torch.Tensor) -> torch.Tensor:
@@ -64,29 +60,43 @@ def grayscale(images: torch.Tensor) -> torch.Tensor:
     return (GRAY_WEIGHTS[0] * r + GRAY_WEIGHTS[1] * g + GRAY_WEIGHTS[2] * b).unsqueeze(1)
 
 
+def adjust_colour(images: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor,
+                  saturation: torch.Tensor) -> torch.Tensor:
+    """Scale brightness, contrast and saturation per image, in that order, as torchvision defines them:
+    brightness scales the pixels, contrast blends with the image's mean luma, saturation with the
+    pixel's luma, each followed by clipping to [0, 1].
+
+    Args:
+        images: (B, 3, H, W) float in [0, 1].
+        brightness, contrast, saturation: (B,) factors; 1 leaves the image unchanged.
+    Returns:
+        (B, 3, H, W) float in [0, 1], a new tensor.
+    """
+    x = (images * brightness.view(-1, 1, 1, 1)).clamp_(0, 1)
+    mean_luma = grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
+    x.sub_(mean_luma).mul_(contrast.view(-1, 1, 1, 1)).add_(mean_luma).clamp_(0, 1)
+    luma = grayscale(x)
+    return x.sub_(luma).mul_(saturation.view(-1, 1, 1, 1)).add_(luma).clamp_(0, 1)
+
+
 def colour_jitter(images: torch.Tensor, brightness: float, contrast: float, saturation: float,
                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random brightness, contrast and saturation per image, in that order, as torchvision defines them.
+    """`adjust_colour` with factors drawn per image from [1 - s, 1 + s] for each strength s.
 
     Args:
         images: (B, 3, H, W) float in [0, 1].
     Returns:
         (B, 3, H, W) float in [0, 1].
     """
-    n, device = images.shape[0], images.device
-    if brightness:
-        images = (images * _factors(n, brightness, generator, device)).clamp(0, 1)
-    if contrast:
-        mean = grayscale(images).mean(dim=(1, 2, 3), keepdim=True)
-        images = torch.lerp(mean, images, _factors(n, contrast, generator, device)).clamp(0, 1)
-    if saturation:
-        images = torch.lerp(grayscale(images), images, _factors(n, saturation, generator, device)).clamp(0, 1)
-    return images
+    strengths = torch.tensor([brightness, contrast, saturation], device=images.device).view(3, 1)
+    u = torch.rand(3, images.shape[0], generator=generator, device=generator_device(generator)).to(images.device)
+    factors = 1 + strengths * (2 * u - 1)
+    return adjust_colour(images, *factors)
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """(x - mean) / std per channel. images: (B, 3, H, W) float in [0, 1]; mean, std: (3,) in [0, 1] units."""
-    return (images - mean.to(images.device).view(1, -1, 1, 1)) / std.to(images.device).view(1, -1, 1, 1)
+    return (images - mean.to(images.device).view(1, -1, 1, 1)).div_(std.to(images.device).view(1, -1, 1, 1))
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -111,10 +121,7 @@ def augment_batch(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
     Returns:
         (B, 3, H, W) float32, normalised.
     """
-    if settings.padding:
-        images = random_crop(images, settings.padding, generator)
-    if settings.flip:
-        images = random_flip(images, generator)
+    images = random_crop_flip(images, settings.padding, settings.flip, generator)
     x = colour_jitter(to_float(images), settings.brightness, settings.contrast, settings.saturation, generator)
     return normalize(x, mean, std)
 

@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from nbcode.profiles import PROFILES, describe, get_profile, pick_device
+
+
+def test_profile_from_environment(monkeypatch):
+    monkeypatch.setenv("NBCODE_PROFILE", "paper")
+    assert get_profile().name == "paper"
+    assert get_profile("quick").name == "quick"  # an explicit argument wins
+
+
+def test_tests_run_at_smoke_profile():
+    assert get_profile().name == "smoke"
+
+
+def test_paper_budgets_are_the_papers():
+    paper = PROFILES["paper"]
+    assert (paper.classifier_steps, paper.classifier_batch) == (10_000, 512)
+    assert paper.gan_iterations == 50_000
+    assert paper.fid_samples == 10_000
+
+
+def test_unknown_profile_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="smoke, quick, paper"):
+        get_profile("fast")
+
+
+def test_device_and_description():
+    device = pick_device()
+    assert device.type in ("cuda", "mps", "cpu")
+    text = describe(get_profile("smoke"), torch.device("cpu"))
+    assert "profile: smoke" in text and "device: cpu" in text and "classifier_steps" in text
