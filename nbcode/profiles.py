@@ -34,6 +34,8 @@ class Profile:
         gan_iterations: generator updates of the GAN (the paper: 50,000).
         gan_batch: images per GAN step.
         fid_samples: generated images (and reference images) for FID.
+        toy_steps: iterations of the 2-D toy GAN (notebooks 03 and 04).
+        toy_seeds: seeds per loss in the toy-GAN comparison.
     """
 
     name: str
@@ -45,18 +47,23 @@ class Profile:
     gan_iterations: int
     gan_batch: int
     fid_samples: int
+    toy_steps: int
+    toy_seeds: int
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_limit=2048, allow_synthetic=True,
                      classifier_steps=30, classifier_batch=64, eval_every=10,
-                     gan_iterations=20, gan_batch=32, fid_samples=256),
+                     gan_iterations=20, gan_batch=32, fid_samples=256,
+                     toy_steps=40, toy_seeds=2),
     "quick": Profile("quick", train_limit=None, allow_synthetic=False,
                      classifier_steps=600, classifier_batch=256, eval_every=100,
-                     gan_iterations=2000, gan_batch=64, fid_samples=2000),
+                     gan_iterations=2000, gan_batch=64, fid_samples=2000,
+                     toy_steps=1500, toy_seeds=3),
     "paper": Profile("paper", train_limit=None, allow_synthetic=False,
                      classifier_steps=10_000, classifier_batch=512, eval_every=500,
-                     gan_iterations=50_000, gan_batch=64, fid_samples=10_000),
+                     gan_iterations=50_000, gan_batch=64, fid_samples=10_000,
+                     toy_steps=3000, toy_seeds=5),
 }
 
 
