@@ -36,6 +36,7 @@ class Profile:
         fid_samples: generated images (and reference images) for FID.
         toy_steps: iterations of the 2-D toy GAN (notebooks 03 and 04).
         toy_seeds: seeds per loss in the toy-GAN comparison.
+        timing_repeats: timed runs per measurement; the median is reported.
     """
 
     name: str
@@ -49,21 +50,22 @@ class Profile:
     fid_samples: int
     toy_steps: int
     toy_seeds: int
+    timing_repeats: int
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_limit=2048, allow_synthetic=True,
                      classifier_steps=30, classifier_batch=64, eval_every=10,
                      gan_iterations=20, gan_batch=32, fid_samples=256,
-                     toy_steps=40, toy_seeds=2),
+                     toy_steps=40, toy_seeds=2, timing_repeats=3),
     "quick": Profile("quick", train_limit=None, allow_synthetic=False,
                      classifier_steps=600, classifier_batch=256, eval_every=100,
                      gan_iterations=2000, gan_batch=64, fid_samples=2000,
-                     toy_steps=1500, toy_seeds=3),
+                     toy_steps=1500, toy_seeds=3, timing_repeats=20),
     "paper": Profile("paper", train_limit=None, allow_synthetic=False,
                      classifier_steps=10_000, classifier_batch=512, eval_every=500,
                      gan_iterations=50_000, gan_batch=64, fid_samples=10_000,
-                     toy_steps=3000, toy_seeds=5),
+                     toy_steps=3000, toy_seeds=5, timing_repeats=50),
 }
 
 

@@ -169,7 +169,8 @@ for i in range(relative.shape[1]):
 #
 # One power-iteration round against an exact spectral norm (`torch.linalg.matrix_norm(W, 2)`,
 # an SVD), on the weight shapes of the seven convolutions of our reading of the paper's
-# discriminator (k3 and k4 kernels, see notebook 5) and on one large 512-channel layer, on this device:
+# discriminator (k3 and k4 kernels, see notebook 5) and on one large 512-channel layer, on this
+# device, median of `profile.timing_repeats` runs each:
 
 # %%
 shapes = [(16, 3 * 9), (16, 16 * 16), (32, 16 * 9), (32, 32 * 16), (64, 32 * 9), (64, 64 * 16), (128, 64 * 9),
@@ -178,8 +179,8 @@ rows = []
 for out_features, in_features in shapes:
     w = torch.randn(out_features, in_features, device=device)
     sn = SpectralNorm(w).to(device)
-    power = median_seconds(lambda: sn.power_iteration(w, 1))
-    svd = median_seconds(lambda: torch.linalg.matrix_norm(w, 2))
+    power = median_seconds(lambda: sn.power_iteration(w, 1), repeats=profile.timing_repeats)
+    svd = median_seconds(lambda: torch.linalg.matrix_norm(w, 2), repeats=profile.timing_repeats)
     rows.append((f"{out_features}×{in_features}", power * 1e6, svd * 1e6, svd / power))
 print(f"{'matrix':>12} {'1 round (µs)':>14} {'SVD (µs)':>10} {'SVD / round':>12}")
 for name, p, s, ratio in rows:

@@ -70,7 +70,7 @@ show_source(adaptive_weights)
 
 # %% [markdown]
 # The five cases on two-dimensional gradients ($g_r = (3, 4)$, the test vectors): the
-# plain sum (grey), the aw direction (red), and the component each one removes.
+# plain sum (grey) and the direction of the aw combination (red, drawn at length 4).
 
 # %%
 g_real = torch.tensor([3.0, 4.0])
@@ -81,13 +81,13 @@ for ax, (g_f, rs, fs) in zip(axes, examples):
     g_fake = torch.tensor(g_f)
     w = adaptive_weights(g_real, g_fake, rs, fs)
     combined = w.w_real * g_real + w.w_fake * g_fake
-    for vector, colour, label in ((g_real, "tab:blue", "g_r"), (g_fake, "tab:orange", "g_f"),
-                                  ((g_real + g_fake) / 5, "grey", "(g_r+g_f)/5"),
-                                  (combined * 5, "tab:red", "5·(w_r g_r + w_f g_f)")):
-        ax.annotate("", xy=vector.tolist(), xytext=(0, 0), arrowprops=dict(color=colour, width=2, headwidth=8))
-        ax.plot([], [], color=colour, label=label)
-    ax.set_xlim(-3, 4.5)
-    ax.set_ylim(-1, 5)
+    arrows = [(g_real, "tab:blue", "g_r"), (g_fake, "tab:orange", "g_f"), (g_real + g_fake, "grey", "g_r + g_f"),
+              (4 * combined / combined.norm(), "tab:red", "aw direction (length 4)")]
+    for vector, colour, label in arrows:
+        ax.quiver(0, 0, vector[0].item(), vector[1].item(), color=colour, label=label,
+                  angles="xy", scale_units="xy", scale=1, width=0.015)
+    ax.set_xlim(-3, 5)
+    ax.set_ylim(-1, 6)
     ax.set_aspect("equal")
     ax.set_xlabel("parameter 1")
     ax.set_ylabel("parameter 2")
