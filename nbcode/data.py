@@ -295,24 +295,39 @@ def channel_stats(images: torch.Tensor, chunk: int = 10_000) -> tuple[torch.Tens
     return mean.float(), std.float()
 
 
+def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor:
+    """The indices of mini-batch number `step` in a shuffled pass over n items.
+
+    Epoch e = step // (n // batch_size) uses its own permutation, seeded by (seed, e); the last
+    incomplete batch of each epoch is dropped. Stateless: any step can be recomputed, so a run
+    resumed at step s sees exactly the batches an uninterrupted run would.
+
+    Returns:
+        (batch_size,) int64 indices into [0, n).
+    """
+    if batch_size > n:
+        raise ValueError(f"batch_size {batch_size} is larger than the dataset ({n} images)")
+    per_epoch = n // batch_size
+    epoch, position = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return order[position * batch_size:(position + 1) * batch_size]
+
+
 def random_batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-                   generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Endless shuffled mini-batches, reshuffled every epoch; the last incomplete batch is dropped.
+                   seed: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless shuffled mini-batches (see `batch_indices`).
 
     Args:
         images: (N, 3, H, W) uint8, on any device; batches stay on that device.
         labels: (N,) int64, on the same device.
-        generator: a CPU generator; it fixes the order.
     Yields:
         (batch_size, 3, H, W) uint8 images and (batch_size,) labels.
     """
-    if batch_size > len(labels):
-        raise ValueError(f"batch_size {batch_size} is larger than the dataset ({len(labels)} images)")
+    step = 0
     while True:
-        order = torch.randperm(len(labels), generator=generator).to(images.device)
-        for start in range(0, len(order) - batch_size + 1, batch_size):
-            index = order[start:start + batch_size]
-            yield images[index], labels[index]
+        index = batch_indices(len(labels), batch_size, step, seed).to(images.device)
+        yield images[index], labels[index]
+        step += 1
 
 
 def main() -> None:

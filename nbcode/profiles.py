@@ -31,6 +31,7 @@ class Profile:
         classifier_steps: optimiser steps of the ResNet (the paper: 10,000).
         classifier_batch: images per ResNet step (the paper: 512).
         eval_every: evaluate the classifier every this many steps.
+        eval_images: images per split scored at each evaluation (None: the whole split).
         gan_iterations: generator updates of the GAN (the paper: 50,000).
         gan_batch: images per GAN step.
         fid_samples: generated images (and reference images) for FID.
@@ -45,6 +46,7 @@ class Profile:
     classifier_steps: int
     classifier_batch: int
     eval_every: int
+    eval_images: int | None
     gan_iterations: int
     gan_batch: int
     fid_samples: int
@@ -55,15 +57,15 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_limit=2048, allow_synthetic=True,
-                     classifier_steps=30, classifier_batch=64, eval_every=10,
+                     classifier_steps=30, classifier_batch=64, eval_every=10, eval_images=256,
                      gan_iterations=20, gan_batch=32, fid_samples=256,
                      toy_steps=40, toy_seeds=2, timing_repeats=3),
     "quick": Profile("quick", train_limit=None, allow_synthetic=False,
-                     classifier_steps=600, classifier_batch=256, eval_every=100,
+                     classifier_steps=300, classifier_batch=128, eval_every=50, eval_images=1000,
                      gan_iterations=2000, gan_batch=64, fid_samples=2000,
                      toy_steps=1500, toy_seeds=3, timing_repeats=20),
     "paper": Profile("paper", train_limit=None, allow_synthetic=False,
-                     classifier_steps=10_000, classifier_batch=512, eval_every=500,
+                     classifier_steps=10_000, classifier_batch=512, eval_every=500, eval_images=None,
                      gan_iterations=50_000, gan_batch=64, fid_samples=10_000,
                      toy_steps=3000, toy_seeds=5, timing_repeats=50),
 }

@@ -103,7 +103,7 @@ def test_synthetic_is_learnable_far_above_chance():
         torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
         torch.nn.Flatten(), torch.nn.Linear(32, 10))
     optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
-    batches = random_batches(train.images, train.labels, 128, torch.Generator().manual_seed(0))
+    batches = random_batches(train.images, train.labels, 128, seed=0)
     for _ in range(150):
         images, labels = next(batches)
         loss = torch.nn.functional.cross_entropy(model(augment_batch(images, mean, std, Augmentation())), labels)
@@ -118,11 +118,11 @@ def test_synthetic_is_learnable_far_above_chance():
 def test_random_batches_visit_every_image_once_per_epoch():
     images = torch.arange(40, dtype=torch.uint8).view(40, 1, 1, 1).expand(40, 3, 2, 2)
     labels = torch.arange(40)
-    batches = random_batches(images, labels, 8, torch.Generator().manual_seed(0))
+    batches = random_batches(images, labels, 8, seed=0)
     seen = torch.cat([next(batches)[1] for _ in range(5)])
     assert sorted(seen.tolist()) == list(range(40))
     with pytest.raises(ValueError, match="larger than the dataset"):
-        next(random_batches(images, labels, 41, torch.Generator()))
+        next(random_batches(images, labels, 41))
 
 
 def test_channel_stats_match_a_direct_computation():

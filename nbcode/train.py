@@ -1,0 +1,272 @@
+"""Training the DS-ResNet: recipes, the loop, evaluation, checkpoints, caching and a CLI.
+
+    record = train_classifier("paper", get_profile("quick"))   # trains, or loads the cached result
+    record["final"]["test"]                                      # {"mean": ..., "std": ..., "evals": ...}
+
+Headless, e.g. on a GPU box (the notebook then finds the cached run):
+
+    python -m nbcode.train classifier --profile paper --recipe improved
+
+Every run lives in its own folder under the runs root ($NBCODE_RUNS, default ~/.cache/nbcode/runs),
+named by what produced it: recipe, width, dataset, profile, steps x batch and seed. It holds
+`checkpoint.pt` (written atomically every evaluation) and `metrics.json` (the run record).
+Batches and augmentation are drawn from (seed, step) alone, so a run resumed from a checkpoint
+ends with exactly the weights of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from nbcode.augment import Augmentation, augment_batch, prepare_batch
+from nbcode.checkpoint import git_commit, load_checkpoint, runs_root, save_checkpoint, write_json
+from nbcode.data import DATASET_VARIABLE, ImageData, batch_indices, channel_stats, load_for_profile
+from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
+from nbcode.resnet import DSResNet, count_parameters
+
+VALIDATION_FRACTION = 0.1  # of the training split, held out for every choice we make
+FINAL_EVALS = 5            # final accuracy: mean +- std over this many last evaluations
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: optimiser, learning-rate schedule, regularisation and test-time augmentation.
+
+    Attributes:
+        name: "paper" or "improved".
+        optimizer: "adam" (coupled L2, as torch.optim.Adam) or "adamw" (decoupled weight decay).
+        lr: peak learning rate.
+        weight_decay: AdamW decay, applied to conv and linear weights only (not BN or biases).
+        schedule: "constant" or "onecycle" (linear warm-up over 15% of steps, cosine decay to ~0).
+        label_smoothing: cross-entropy label smoothing.
+        flip_tta: average the logits of each test image and its mirror image.
+    """
+
+    name: str
+    optimizer: str
+    lr: float
+    weight_decay: float
+    schedule: str
+    label_smoothing: float
+    flip_tta: bool
+    augmentation: Augmentation = Augmentation()
+
+
+RECIPES = {
+    "paper": Recipe("paper", "adam", lr=1e-3, weight_decay=0.0, schedule="constant", label_smoothing=0.0,
+                    flip_tta=False),
+    "improved": Recipe("improved", "adamw", lr=4e-3, weight_decay=0.05, schedule="onecycle", label_smoothing=0.1,
+                       flip_tta=True),
+}
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called `name`; a ValueError lists the valid ones."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; valid recipes: {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def split_validation(train: ImageData, fraction: float = VALIDATION_FRACTION,
+                     seed: int = 0) -> tuple[ImageData, ImageData]:
+    """Hold out a random `fraction` of the training split as a validation set (fixed by `seed`)."""
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    held = int(len(train) * fraction)
+
+    def pick(index: torch.Tensor, split: str) -> ImageData:
+        coarse = None if train.coarse_labels is None else train.coarse_labels[index]
+        return ImageData(train.images[index], train.labels[index], train.classes, train.name, split,
+                         train.verified, coarse, train.coarse_classes)
+
+    return pick(order[held:], "train"), pick(order[:held], "validation")
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe,
+                   steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The recipe's optimiser (weight decay on >= 2-D weights only) and its per-step schedule."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if recipe.optimizer == "adam":
+        optimizer = torch.optim.Adam(groups, lr=recipe.lr)
+    elif recipe.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(groups, lr=recipe.lr)
+    else:
+        raise ValueError(f"unknown optimizer {recipe.optimizer!r}; valid: adam, adamw")
+    if recipe.schedule == "onecycle":
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, total_steps=steps,
+                                                       pct_start=0.15, anneal_strategy="cos")
+    elif recipe.schedule == "constant":
+        schedule = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    else:
+        raise ValueError(f"unknown schedule {recipe.schedule!r}; valid: constant, onecycle")
+    return optimizer, schedule
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+             flip_tta: bool = False, batch_size: int = 1000) -> float:
+    """Top-1 accuracy in [0, 1] of `model` in eval mode.
+
+    Args:
+        images: (N, 3, 32, 32) uint8 on the model's device; labels: (N,) int64.
+        flip_tta: average the logits of each image and its mirror image.
+    """
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(labels), batch_size):
+        x = prepare_batch(images[start:start + batch_size], mean, std).contiguous(memory_format=torch.channels_last)
+        logits = model(x)
+        if flip_tta:
+            logits = logits + model(x.flip(3))
+        correct += (logits.argmax(1) == labels[start:start + batch_size]).sum().item()
+    model.train(was_training)
+    return correct / len(labels)
+
+
+def run_name(recipe: str, width_factor: int, dataset: str, profile: Profile, seed: int) -> str:
+    """The folder name of a run: everything that determines its result."""
+    return (f"dsresnet-x{width_factor}-{recipe}-{dataset}-{profile.name}-"
+            f"{profile.classifier_steps}x{profile.classifier_batch}-seed{seed}")
+
+
+def summarise(history: list[dict], key: str, last: int = FINAL_EVALS) -> dict:
+    """Mean and std of `key` over the last `last` evaluations, as the paper reports accuracy."""
+    values = torch.tensor([h[key] for h in history[-last:]], dtype=torch.float64)
+    std = values.std().item() if len(values) > 1 else 0.0
+    return {"mean": values.mean().item(), "std": std, "evals": len(values)}
+
+
+def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 1, dataset: str | None = None,
+                     seed: int = 0, runs_dir: str | Path | None = None, progress: bool = True,
+                     stop_after: int | None = None) -> dict:
+    """Train the DS-ResNet with a recipe at a profile's budget, or return the cached record.
+
+    Args:
+        recipe_name: a key of RECIPES.
+        profile: the budgets (classifier_steps, classifier_batch, eval_every, train_limit).
+        width_factor: 1 for the paper's 94,372-parameter model, 2 for its 334,052-parameter one.
+        dataset: "cifar100", "cifar10" or "synthetic" (default: $NBCODE_DATASET or cifar100).
+        stop_after: stop (with a checkpoint) once this step is reached; a later call resumes.
+    Returns:
+        The run record, also written to metrics.json: settings, history of evaluations
+        ({step, lr, train_loss, train, validation, test} accuracies in [0, 1]) and, when the
+        run is complete, "final": mean +- std of each accuracy over the last evaluations.
+    """
+    recipe = get_recipe(recipe_name)
+    dataset = dataset or os.environ.get(DATASET_VARIABLE) or "cifar100"
+    folder = runs_root(runs_dir) / "classifier" / run_name(recipe.name, width_factor, dataset, profile, seed)
+    metrics_path, checkpoint_path = folder / "metrics.json", folder / "checkpoint.pt"
+    steps = profile.classifier_steps
+    if metrics_path.exists():
+        record = json.loads(metrics_path.read_text())
+        if record["step"] == steps:
+            return record
+
+    device = pick_device()
+    full_train = load_for_profile(profile, "train", dataset)
+    test = load_for_profile(profile, "test", dataset)
+    train, validation = split_validation(full_train, seed=seed)
+    mean, std = channel_stats(train.images)
+    images, labels = train.images.to(device), train.labels.to(device)
+    n = profile.eval_images or len(test)  # the same number of images from each split
+    scored = {"train": (images[:n], labels[:n]),  # re-scored without augmentation
+              "validation": (validation.images[:n].to(device), validation.labels[:n].to(device)),
+              "test": (test.images[:n].to(device), test.labels[:n].to(device))}
+
+    torch.manual_seed(seed)
+    model = DSResNet(num_classes=len(train.classes), width_factor=width_factor)
+    architecture = f"DSResNet(widths={model.widths}, classes={len(train.classes)})"
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer, schedule = make_optimizer(model, recipe, steps)
+    step, history, seconds = 0, [], 0.0
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, architecture, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        step, history, seconds = state["step"], state["history"], state["seconds"]
+
+    record = {"kind": "classifier", "run": folder.name, "architecture": architecture,
+              "width_factor": width_factor, "num_classes": len(train.classes), "parameters": count_parameters(model), "recipe": asdict(recipe), "profile": profile.name,
+              "steps": steps, "batch": profile.classifier_batch, "seed": seed, "dataset": dataset,
+              "data": {"train": train.describe(), "validation": validation.describe(), "test": test.describe()},
+              "eval_images": {name: len(y_) for name, (_, y_) in scored.items()},
+              "device": str(device), "commit": git_commit()}
+    last = min(steps, stop_after) if stop_after is not None else steps
+    losses = []
+    bar = tqdm(range(step, last), initial=step, total=steps, desc=folder.name, disable=not progress)
+    started = time.perf_counter()
+    for step in bar:
+        index = batch_indices(len(train), profile.classifier_batch, step, seed).to(device)
+        generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+        x = augment_batch(images[index], mean, std, recipe.augmentation, generator)
+        loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), labels[index],
+                               label_smoothing=recipe.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.detach())
+        done = step + 1
+        evaluate_now = done % profile.eval_every == 0 or done == steps
+        if evaluate_now:
+            scores = {name: evaluate(model, x_, y_, mean, std, recipe.flip_tta) for name, (x_, y_) in scored.items()}
+            history.append({"step": done, "lr": schedule.get_last_lr()[0],
+                            "train_loss": torch.stack(losses).mean().item(), **scores})
+            losses = []
+            bar.set_postfix(val=f"{scores['validation']:.3f}", loss=f"{history[-1]['train_loss']:.3f}")
+        if evaluate_now or done == last:
+            seconds_now = seconds + time.perf_counter() - started
+            save_checkpoint(checkpoint_path, {"architecture": architecture, "step": done, "history": history,
+                                              "seconds": seconds_now, "model": model.state_dict(),
+                                              "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()})
+            record.update(step=done, history=history, train_seconds=seconds_now)
+            if done == steps:
+                record["final"] = {name: summarise(history, name) for name in scored}
+            write_json(metrics_path, record)
+    bar.close()
+    return record
+
+
+def load_trained_classifier(record: dict, runs_dir: str | Path | None = None,
+                            device: torch.device | str = "cpu") -> nn.Module:
+    """The trained DS-ResNet of a run record, in eval mode."""
+    path = runs_root(runs_dir) / "classifier" / record["run"] / "checkpoint.pt"
+    state = load_checkpoint(path, record["architecture"], device)
+    model = DSResNet(num_classes=record["num_classes"], width_factor=record["width_factor"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m nbcode.train",
+                                     description="Train headless; notebooks then load the cached result.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    classifier = commands.add_parser("classifier", help="train the DS-ResNet")
+    classifier.add_argument("--profile", choices=list(PROFILES), default=None, help="default: $NBCODE_PROFILE or quick")
+    classifier.add_argument("--recipe", choices=list(RECIPES), default="paper")
+    classifier.add_argument("--width-factor", type=int, default=1, help="1: 94,372 parameters; 2: 334,052")
+    classifier.add_argument("--dataset", choices=["cifar100", "cifar10", "synthetic"], default=None)
+    classifier.add_argument("--seed", type=int, default=0)
+    classifier.add_argument("--runs-dir", default=None, help="default: $NBCODE_RUNS or ~/.cache/nbcode/runs")
+    args = parser.parse_args()
+    record = train_classifier(args.recipe, get_profile(args.profile), width_factor=args.width_factor,
+                              dataset=args.dataset, seed=args.seed, runs_dir=args.runs_dir)
+    final = record["final"]
+    print(f"{record['run']}: test {final['test']['mean']:.2%} +- {final['test']['std']:.2%}, "
+          f"validation {final['validation']['mean']:.2%} (last {final['test']['evals']} evaluations)")
+
+
+if __name__ == "__main__":
+    main()

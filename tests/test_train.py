@@ -1,0 +1,88 @@
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from nbcode.checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from nbcode.profiles import get_profile
+from nbcode.train import get_recipe, load_trained_classifier, run_name, train_classifier
+
+TINY = dataclasses.replace(get_profile("smoke"), name="tiny", classifier_steps=12, classifier_batch=32,
+                           eval_every=4, eval_images=64, train_limit=512)
+
+
+def checkpoint_of(runs, record) -> dict:
+    return torch.load(runs / "classifier" / record["run"] / "checkpoint.pt", weights_only=True)
+
+
+def test_smoke_training_beats_chance_clearly_on_synthetic_data(tmp_path):
+    profile = dataclasses.replace(get_profile("smoke"), name="learn", classifier_steps=80, eval_every=40)
+    record = train_classifier("improved", profile, dataset="synthetic", runs_dir=tmp_path, progress=False)
+    assert record["data"]["train"].startswith("synthetic")
+    chance = 1 / 100
+    assert record["history"][-1]["validation"] > 8 * chance
+    assert record["final"]["validation"]["evals"] == 2
+
+
+def test_resumed_run_ends_with_identical_weights(tmp_path):
+    straight = train_classifier("improved", TINY, dataset="synthetic", runs_dir=tmp_path / "a", progress=False)
+    partial = train_classifier("improved", TINY, dataset="synthetic", runs_dir=tmp_path / "b", progress=False,
+                               stop_after=6)
+    assert partial["step"] == 6 and "final" not in partial
+    resumed = train_classifier("improved", TINY, dataset="synthetic", runs_dir=tmp_path / "b", progress=False)
+    a, b = checkpoint_of(tmp_path / "a", straight), checkpoint_of(tmp_path / "b", resumed)
+    assert a["step"] == b["step"] == 12
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert [h["validation"] for h in straight["history"]] == [h["validation"] for h in resumed["history"]]
+
+
+def test_finished_runs_are_loaded_not_retrained(tmp_path):
+    first = train_classifier("paper", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
+    path = tmp_path / "classifier" / first["run"] / "checkpoint.pt"
+    stamp = path.stat().st_mtime_ns
+    again = train_classifier("paper", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
+    assert again == first and path.stat().st_mtime_ns == stamp
+    model = load_trained_classifier(first, tmp_path)
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 100)
+
+
+def test_checkpoint_of_another_architecture_is_refused_clearly(tmp_path):
+    train_classifier("paper", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False, stop_after=4)
+    runs = tmp_path / "classifier"
+    shutil.copytree(runs / run_name("paper", 1, "synthetic", TINY, 0), runs / run_name("paper", 2, "synthetic", TINY, 0))
+    with pytest.raises(CheckpointMismatchError, match=r"not of 'DSResNet\(widths=\(64, 128, 192, 256\)"):
+        train_classifier("paper", TINY, width_factor=2, dataset="synthetic", runs_dir=tmp_path, progress=False)
+
+
+def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"architecture": "A", "step": 1})
+
+    def crash(state, file):
+        with open(file, "wb") as f:
+            f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"architecture": "A", "step": 2})
+    assert load_checkpoint(path, "A")["step"] == 1
+
+
+def test_unknown_recipe_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="paper, improved"):
+        get_recipe("fancy")
+
+
+def test_command_line_trains_headless(tmp_path):
+    env = {**os.environ, "NBCODE_RUNS": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "nbcode.train", "classifier", "--profile", "smoke",
+                             "--dataset", "synthetic"], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "test" in result.stdout and "validation" in result.stdout
+    assert list((tmp_path / "classifier").glob("*/metrics.json"))
