@@ -17,28 +17,11 @@ import argparse
 import time
 
 import torch
-from PIL import Image
-from torch.utils.data import DataLoader, Dataset
-from torchvision import transforms
+from reference import endless, reference_loader
 
 from nbcode.augment import Augmentation, augment_batch
 from nbcode.data import channel_stats, make_synthetic, random_batches
 from nbcode.profiles import pick_device
-
-
-class PILImages(Dataset):
-    """The usual per-image dataset: uint8 tensor -> PIL image -> transform."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: transforms.Compose):
-        self.pictures = images.permute(0, 2, 3, 1).numpy()  # (N, 32, 32, 3), as torchvision's CIFAR keeps them
-        self.labels = labels.tolist()
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return self.transform(Image.fromarray(self.pictures[i])), self.labels[i]
 
 
 def images_per_second(batches, count: int, batch_size: int, device: torch.device) -> float:
@@ -72,13 +55,7 @@ def main() -> None:
             for x, y in random_batches(images, labels, args.batch_size, seed=0))
     our_rate = images_per_second(ours, args.batches, args.batch_size, device)
 
-    recipe = transforms.Compose([
-        transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(),
-        transforms.ColorJitter(0.2, 0.2, 0.2), transforms.ToTensor(),
-        transforms.Normalize(mean.tolist(), std.tolist())])
-    loader = DataLoader(PILImages(data.images, data.labels, recipe), batch_size=args.batch_size, shuffle=True,
-                        num_workers=args.workers, drop_last=True)
-    reference = (batch for _ in range(10 ** 6) for batch in loader)
+    reference = endless(reference_loader(data.images, data.labels, mean, std, args.batch_size, args.workers))
     reference_rate = images_per_second(reference, args.batches, args.batch_size, torch.device("cpu"))
 
     print(f"torchvision PIL + DataLoader: {reference_rate:10,.0f} images/s")

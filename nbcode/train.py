@@ -34,7 +34,6 @@ from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
 from nbcode.resnet import DSResNet, count_parameters
 
 VALIDATION_FRACTION = 0.1  # of the training split, held out for every choice we make
-FINAL_EVALS = 5            # final accuracy: mean +- std over this many last evaluations
 
 
 @dataclass(frozen=True)
@@ -134,17 +133,48 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean:
     return correct / len(labels)
 
 
+def training_batch(images: torch.Tensor, labels: torch.Tensor, batch_size: int, step: int, seed: int,
+                   mean: torch.Tensor, std: torch.Tensor,
+                   augmentation: Augmentation) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mini-batch number `step`, augmented: a function of (seed, step) alone.
+
+    Args:
+        images: (N, 3, 32, 32) uint8 on the training device; labels: (N,) int64.
+    Returns:
+        (B, 3, 32, 32) float32 in channels_last layout, normalised; (B,) labels.
+    """
+    index = batch_indices(len(labels), batch_size, step, seed).to(images.device)
+    generator = torch.Generator(device=images.device).manual_seed(seed * 1_000_003 + step)
+    x = augment_batch(images[index], mean, std, augmentation, generator)
+    return x.contiguous(memory_format=torch.channels_last), labels[index]
+
+
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
+                  label_smoothing: float = 0.0) -> torch.Tensor:
+    """Forward, cross-entropy, backward and one optimiser step; returns the detached loss."""
+    loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def run_name(recipe: str, width_factor: int, dataset: str, profile: Profile, seed: int) -> str:
     """The folder name of a run: everything that determines its result."""
     return (f"dsresnet-x{width_factor}-{recipe}-{dataset}-{profile.name}-"
             f"{profile.classifier_steps}x{profile.classifier_batch}-seed{seed}")
 
 
-def summarise(history: list[dict], key: str, last: int = FINAL_EVALS) -> dict:
-    """Mean and std of `key` over the last `last` evaluations, as the paper reports accuracy."""
-    values = torch.tensor([h[key] for h in history[-last:]], dtype=torch.float64)
-    std = values.std().item() if len(values) > 1 else 0.0
-    return {"mean": values.mean().item(), "std": std, "evals": len(values)}
+def final_accuracy(history: list[dict]) -> dict:
+    """Mean and std of each accuracy over the last quarter of the evaluations (at least one), as the
+    paper reports its accuracy: {"train": {"mean", "std", "evals"}, "validation": ..., "test": ...}."""
+    last = history[-max(1, len(history) // 4):]
+    summary = {}
+    for split in ("train", "validation", "test"):
+        values = torch.tensor([h[split] for h in last], dtype=torch.float64)
+        std = values.std().item() if len(values) > 1 else 0.0
+        summary[split] = {"mean": values.mean().item(), "std": std, "evals": len(values)}
+    return summary
 
 
 def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 1, dataset: str | None = None,
@@ -171,7 +201,7 @@ def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 
     if metrics_path.exists():
         record = json.loads(metrics_path.read_text())
         if record["step"] == steps:
-            return record
+            return record | {"final": final_accuracy(record["history"])}
 
     device = pick_device()
     full_train = load_for_profile(profile, "train", dataset)
@@ -208,16 +238,9 @@ def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 
     bar = tqdm(range(step, last), initial=step, total=steps, desc=folder.name, disable=not progress)
     started = time.perf_counter()
     for step in bar:
-        index = batch_indices(len(train), profile.classifier_batch, step, seed).to(device)
-        generator = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
-        x = augment_batch(images[index], mean, std, recipe.augmentation, generator)
-        loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), labels[index],
-                               label_smoothing=recipe.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        x, y = training_batch(images, labels, profile.classifier_batch, step, seed, mean, std, recipe.augmentation)
+        losses.append(training_step(model, optimizer, x, y, recipe.label_smoothing))
         schedule.step()
-        losses.append(loss.detach())
         done = step + 1
         evaluate_now = done % profile.eval_every == 0 or done == steps
         if evaluate_now:
@@ -233,7 +256,7 @@ def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 
                                               "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()})
             record.update(step=done, history=history, train_seconds=seconds_now)
             if done == steps:
-                record["final"] = {name: summarise(history, name) for name in scored}
+                record["final"] = final_accuracy(history)
             write_json(metrics_path, record)
     bar.close()
     return record

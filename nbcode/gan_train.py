@@ -1,0 +1,223 @@
+"""Training the conditional SN-GAN with the hinge or the adaptive-weighted (aw) loss.
+
+    record = train_gan(GANSettings(loss="aw"), get_profile("quick"))   # trains, or loads the cache
+    g = load_trained_generator(record)                                  # EMA generator, eval mode
+
+Headless:  python -m nbcode.gan_train --profile paper --loss aw
+
+Like the classifier (nbcode.train), a run lives in a folder under the runs root named by what
+produced it; `checkpoint.pt` is written atomically every `checkpoint_every` iterations and a
+resumed run continues exactly. A non-finite loss stops training with a clear message, and the
+last good checkpoint stays on disk. Sample grids from fixed noise and labels are saved as PNG.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.utils import save_image
+from tqdm.auto import tqdm
+
+from nbcode.checkpoint import git_commit, load_checkpoint, runs_root, save_checkpoint, write_json
+from nbcode.data import DATASET_VARIABLE, batch_indices, load_for_profile
+from nbcode.gan import LATENT, Discriminator, Generator
+from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
+from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
+from nbcode.resnet import count_parameters
+
+GRID_CLASSES = 10  # rows of the fixed sample grid
+GRID_PER_CLASS = 8
+
+
+class GANDivergedError(RuntimeError):
+    """A loss became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class GANSettings:
+    """How to train the GAN (the budgets come from the profile).
+
+    Attributes:
+        loss: "aw" (adaptive-weighted discriminator loss, normalised) or "hinge" (plain sum).
+        conditional: class-conditional (CBN + projection) or unconditional.
+        lr: Adam learning rate of both networks; betas (0, 0.9) as in the paper.
+        n_dis: discriminator steps per generator step.
+        ema: decay of the exponential moving average of the generator's weights (0: none, the
+            average then equals the generator).
+    """
+
+    loss: str = "aw"
+    conditional: bool = True
+    lr: float = 2e-4
+    n_dis: int = 1
+    ema: float = 0.999
+
+
+def to_gan_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]. images: (B, 3, H, W)."""
+    return images.float().div(127.5).sub(1)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255]. images: (B, 3, H, W)."""
+    return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def run_name(settings: GANSettings, dataset: str, profile: Profile, seed: int) -> str:
+    kind = "conditional" if settings.conditional else "unconditional"
+    return (f"gan-{kind}-{settings.loss}-ndis{settings.n_dis}-ema{settings.ema}-{dataset}-{profile.name}-"
+            f"{profile.gan_iterations}x{profile.gan_batch}-seed{seed}")
+
+
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, for parameters; buffers (BN statistics) are copied."""
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.lerp_(p, 1 - decay)
+        for e, b in zip(ema.buffers(), model.buffers()):
+            e.copy_(b)
+
+
+def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = None, seed: int = 0,
+              runs_dir: str | Path | None = None, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train G and D for `profile.gan_iterations` generator steps, or return the cached record.
+
+    Each iteration: `n_dis` discriminator steps (real and generated images in one D call; the
+    aw or hinge loss), then one generator step (eq. 5) with freshly sampled labels.
+
+    Returns:
+        The run record (also metrics.json): settings, parameter counts, and per-iteration logs of
+        the losses, mean sigmoid scores, and for aw the weights and the case that fired.
+    """
+    if settings.loss not in ("aw", "hinge"):
+        raise ValueError(f"unknown GAN loss {settings.loss!r}; valid: aw, hinge")
+    dataset = dataset or os.environ.get(DATASET_VARIABLE) or "cifar100"
+    folder = runs_root(runs_dir) / "gan" / run_name(settings, dataset, profile, seed)
+    metrics_path, checkpoint_path = folder / "metrics.json", folder / "checkpoint.pt"
+    total = profile.gan_iterations
+    if metrics_path.exists():
+        record = json.loads(metrics_path.read_text())
+        if record["step"] == total:
+            return record
+
+    device = pick_device()
+    train = load_for_profile(profile, "train", dataset)
+    num_classes = len(train.classes) if settings.conditional else 0
+    images, labels = train.images.to(device), train.labels.to(device)
+    torch.manual_seed(seed)
+    g, d = Generator(num_classes).to(device), Discriminator(num_classes).to(device)
+    g_ema = Generator(num_classes).to(device).eval()
+    g_ema.load_state_dict(g.state_dict())
+    g_opt = torch.optim.Adam(g.parameters(), lr=settings.lr, betas=(0.0, 0.9))
+    d_opt = torch.optim.Adam(d.parameters(), lr=settings.lr, betas=(0.0, 0.9))
+    architecture = f"SNGAN(classes={num_classes})"
+    step, log = 0, {"d_loss": [], "g_loss": [], "real_score": [], "fake_score": [], "w_real": [], "w_fake": [],
+                    "case": []}
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, architecture, device)
+        for module, key in ((g, "g"), (d, "d"), (g_ema, "g_ema"), (g_opt, "g_opt"), (d_opt, "d_opt")):
+            module.load_state_dict(state[key])
+        step, log = state["step"], state["log"]
+
+    fixed = torch.Generator().manual_seed(12345)
+    grid_z = torch.randn(GRID_CLASSES * GRID_PER_CLASS, LATENT, generator=fixed).to(device)
+    grid_y = (torch.arange(GRID_CLASSES).repeat_interleave(GRID_PER_CLASS) * max(1, num_classes // GRID_CLASSES)
+              ).to(device) if num_classes else None
+    record = {"kind": "gan", "run": folder.name, "architecture": architecture, "settings": asdict(settings),
+              "parameters": {"generator": count_parameters(g), "discriminator": count_parameters(d)},
+              "profile": profile.name, "iterations": total, "batch": profile.gan_batch, "seed": seed,
+              "dataset": dataset, "data": train.describe(), "classes": train.classes, "device": str(device),
+              "commit": git_commit(), "grid_labels": None if grid_y is None else grid_y.tolist()}
+    last = min(total, stop_after) if stop_after is not None else total
+    batch = profile.gan_batch
+    folder.mkdir(parents=True, exist_ok=True)
+    every = max(1, total // 10)  # sample grids and checkpoints ten times per run
+    for step in tqdm(range(step, last), initial=step, total=total, desc=folder.name, disable=not progress):
+        rng = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
+        for k in range(settings.n_dis):
+            index = batch_indices(len(labels), batch, step * settings.n_dis + k, seed).to(device)
+            real = to_gan_range(images[index])
+            real = torch.where(torch.rand(batch, 1, 1, 1, generator=rng, device=device) < 0.5, real.flip(3), real)
+            y_real = labels[index] if num_classes else None
+            y_fake = torch.randint(0, num_classes, (batch,), generator=rng, device=device) if num_classes else None
+            with torch.no_grad():
+                fake = g(torch.randn(batch, LATENT, generator=rng, device=device), y_fake)
+            both = torch.cat([y_real, y_fake]) if num_classes else None
+            out = d(torch.cat([real, fake]), both)
+            real_out, fake_out = out[:batch], out[batch:]
+            loss_real, loss_fake = hinge_real(real_out), hinge_fake(fake_out)
+            if settings.loss == "aw":
+                weights = aw_discriminator_backward(d, real_out, fake_out, loss_real, loss_fake)
+            else:
+                d_opt.zero_grad(set_to_none=True)
+                (loss_real + loss_fake).backward()
+            d_opt.step()
+        y_gen = torch.randint(0, num_classes, (batch,), generator=rng, device=device) if num_classes else None
+        g_loss = hinge_generator(d(g(torch.randn(batch, LATENT, generator=rng, device=device), y_gen), y_gen))
+        g_opt.zero_grad(set_to_none=True)
+        g_loss.backward()
+        g_opt.step()
+        update_ema(g_ema, g, min(settings.ema, (1 + step) / (10 + step)))  # short warm-up of the average
+
+        d_loss = (loss_real + loss_fake).item()
+        if not (math.isfinite(d_loss) and math.isfinite(g_loss.item())):
+            raise GANDivergedError(
+                f"training diverged at iteration {step + 1}: D loss {d_loss}, G loss {g_loss.item()}. "
+                f"The last good checkpoint is kept in {checkpoint_path}; lower the learning rate or change "
+                f"the seed and run again (delete the folder to start over).")
+        log["d_loss"].append(d_loss)
+        log["g_loss"].append(g_loss.item())
+        log["real_score"].append(torch.sigmoid(real_out.detach()).mean().item())
+        log["fake_score"].append(torch.sigmoid(fake_out.detach()).mean().item())
+        if settings.loss == "aw":
+            log["w_real"].append(weights.w_real)
+            log["w_fake"].append(weights.w_fake)
+            log["case"].append(weights.case)
+        done = step + 1
+        if done % every == 0 or done == total:
+            with torch.no_grad():
+                save_image(g_ema(grid_z, grid_y).add(1).div(2), folder / f"samples_{done:06d}.png", nrow=GRID_PER_CLASS)
+        if done % every == 0 or done == total or done == last:
+            save_checkpoint(checkpoint_path, {"architecture": architecture, "step": done, "log": log,
+                                              "g": g.state_dict(), "d": d.state_dict(), "g_ema": g_ema.state_dict(),
+                                              "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict()})
+            record.update(step=done, log=log)
+            write_json(metrics_path, record)
+    return record
+
+
+def load_trained_generator(record: dict, runs_dir: str | Path | None = None, device: torch.device | str = "cpu",
+                           ema: bool = True) -> Generator:
+    """The trained generator of a GAN run record (the EMA copy by default), in eval mode."""
+    state = load_checkpoint(runs_root(runs_dir) / "gan" / record["run"] / "checkpoint.pt", record["architecture"],
+                            device)
+    g = Generator(len(record["classes"]) if record["settings"]["conditional"] else 0)
+    g.load_state_dict(state["g_ema" if ema else "g"])
+    return g.to(device).eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m nbcode.gan_train", description="Train the SN-GAN headless.")
+    parser.add_argument("--profile", choices=list(PROFILES), default=None, help="default: $NBCODE_PROFILE or quick")
+    parser.add_argument("--loss", choices=["aw", "hinge"], default="aw")
+    parser.add_argument("--unconditional", action="store_true")
+    parser.add_argument("--n-dis", type=int, default=1)
+    parser.add_argument("--dataset", choices=["cifar100", "cifar10", "synthetic"], default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs-dir", default=None, help="default: $NBCODE_RUNS or ~/.cache/nbcode/runs")
+    args = parser.parse_args()
+    settings = GANSettings(loss=args.loss, conditional=not args.unconditional, n_dis=args.n_dis)
+    record = train_gan(settings, get_profile(args.profile), dataset=args.dataset, seed=args.seed,
+                       runs_dir=args.runs_dir)
+    print(f"{record['run']}: {record['step']} iterations; final D loss {record['log']['d_loss'][-1]:.3f}, "
+          f"G loss {record['log']['g_loss'][-1]:.3f}")
+
+
+if __name__ == "__main__":
+    main()

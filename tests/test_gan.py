@@ -1,0 +1,92 @@
+import dataclasses
+
+import pytest
+import torch
+
+from nbcode.gan import Discriminator, Generator
+from nbcode.gan_train import GANDivergedError, GANSettings, load_trained_generator, to_uint8, train_gan
+from nbcode.losses import adaptive_weights, aw_discriminator_backward, hinge_fake, hinge_real
+from nbcode.profiles import get_profile
+from nbcode.resnet import count_parameters
+
+TINY = dataclasses.replace(get_profile("smoke"), name="tiny", gan_iterations=4, gan_batch=8, train_limit=256)
+
+
+def test_parameter_counts_are_pinned():
+    g, d = Generator(), Discriminator()
+    assert count_parameters(g) == 552_195 and count_parameters(d) == 390_417
+    assert count_parameters(g) + count_parameters(d) == 942_612  # the paper reports 942,812
+    assert count_parameters(Generator(0)) + count_parameters(Discriminator(0)) == 680_788
+
+
+def test_shapes_and_ranges():
+    g, d = Generator(), Discriminator()
+    labels = torch.tensor([0, 5, 99])
+    images = g(torch.randn(3, 128), labels)
+    assert images.shape == (3, 3, 32, 32) and images.abs().max() <= 1
+    assert d(images, labels).shape == (3,)
+    assert to_uint8(images).dtype == torch.uint8
+
+
+def test_bad_input_gets_clear_errors():
+    g = Generator()
+    with pytest.raises(ValueError, match="pass labels"):
+        g(torch.randn(2, 128))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 100\)"):
+        g(torch.randn(2, 128), torch.tensor([0, 100]))
+    with pytest.raises(ValueError, match=r"expected z of shape \(B, 128\)"):
+        g(torch.randn(2, 64), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"expected images of shape \(B, 3, 32, 32\)"):
+        Discriminator()(torch.randn(2, 3, 28, 28), torch.tensor([0, 1]))
+
+
+def test_one_discriminator_step_follows_the_aw_rule():
+    torch.manual_seed(0)
+    g, d = Generator(), Discriminator()
+    real, labels = torch.rand(8, 3, 32, 32) * 2 - 1, torch.randint(0, 100, (8,))
+    with torch.no_grad():
+        fake = g(torch.randn(8, 128), labels)
+    out = d(torch.cat([real, fake]), torch.cat([labels, labels]))
+    real_out, fake_out = out[:8], out[8:]
+    loss_real, loss_fake = hinge_real(real_out), hinge_fake(fake_out)
+    params = list(d.parameters())
+    g_r = torch.cat([x.flatten() for x in torch.autograd.grad(loss_real, params, retain_graph=True)])
+    g_f = torch.cat([x.flatten() for x in torch.autograd.grad(loss_fake, params, retain_graph=True)])
+    expected = adaptive_weights(g_r, g_f, torch.sigmoid(real_out).mean().item(), torch.sigmoid(fake_out).mean().item())
+    before = torch.cat([p.detach().flatten() for p in params])
+    weights = aw_discriminator_backward(d, real_out, fake_out, loss_real, loss_fake)
+    torch.optim.SGD(params, lr=0.01).step()
+    after = torch.cat([p.detach().flatten() for p in params])
+    assert (weights.w_real, weights.w_fake, weights.case) == (expected.w_real, expected.w_fake, expected.case)
+    torch.testing.assert_close(after - before, -0.01 * (expected.w_real * g_r + expected.w_fake * g_f),
+                               rtol=1e-4, atol=1e-6)  # p + delta - p loses ~1e-7 to rounding
+
+
+def test_training_resumes_exactly_and_caches(tmp_path):
+    settings = GANSettings(loss="aw")
+    straight = train_gan(settings, TINY, dataset="synthetic", runs_dir=tmp_path / "a", progress=False)
+    train_gan(settings, TINY, dataset="synthetic", runs_dir=tmp_path / "b", progress=False, stop_after=2)
+    resumed = train_gan(settings, TINY, dataset="synthetic", runs_dir=tmp_path / "b", progress=False)
+    assert straight["log"]["d_loss"] == resumed["log"]["d_loss"]
+    assert len(straight["log"]["case"]) == 4
+    a = load_trained_generator(straight, tmp_path / "a")
+    b = load_trained_generator(resumed, tmp_path / "b")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name
+    assert train_gan(settings, TINY, dataset="synthetic", runs_dir=tmp_path / "a", progress=False) == straight
+    assert list((tmp_path / "a" / "gan").glob("*/samples_000004.png"))
+
+
+def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = []
+
+    def loss_that_explodes(fake_out):
+        calls.append(1)
+        return fake_out.mean() * (float("nan") if len(calls) > 6 else -1.0)
+
+    monkeypatch.setattr("nbcode.gan_train.hinge_generator", loss_that_explodes)
+    profile = dataclasses.replace(TINY, gan_iterations=10)  # a checkpoint every iteration
+    with pytest.raises(GANDivergedError, match="diverged at iteration 7.*last good checkpoint is kept"):
+        train_gan(GANSettings(loss="hinge"), profile, dataset="synthetic", runs_dir=tmp_path, progress=False)
+    checkpoint = next((tmp_path / "gan").glob("*/checkpoint.pt"))
+    assert torch.load(checkpoint, weights_only=True)["step"] == 6
