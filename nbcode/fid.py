@@ -120,7 +120,8 @@ def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int,
     kid_subset = min(1000, n_generated, len(reference))
     metrics = torch_fidelity.calculate_metrics(
         input1=input1, input2=UInt8Images(reference.images),
-        input2_cache_name=f"nbcode-{reference.name}-{reference.split}-{len(reference)}-{tag}",
+        input2_cache_name=(f"nbcode-{reference.name}-{reference.split}-{len(reference)}-"
+                           f"{'verified' if reference.verified else 'unverified'}-{tag}"),
         cache=True, cache_root=str(cache), fid=True, kid=True, kid_subset_size=kid_subset,
         feature_extractor=FEATURE_EXTRACTOR, feature_extractor_weights_path=weights, batch_size=batch_size,
         cuda=torch.cuda.is_available(), verbose=progress, rng_seed=seed,

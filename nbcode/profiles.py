@@ -34,7 +34,7 @@ class Profile:
         eval_images: images per split scored at each evaluation (None: the whole split).
         gan_iterations: generator updates of the GAN (the paper: 50,000).
         gan_batch: images per GAN step.
-        fid_samples: generated images (and reference images) for FID.
+        fid_samples: generated images, and reference images, for FID and KID.
         toy_steps: iterations of the 2-D toy GAN (notebooks 03 and 04).
         toy_seeds: seeds per loss in the toy-GAN comparison.
         timing_repeats: timed runs per measurement; the median is reported.
@@ -58,11 +58,11 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_limit=2048, allow_synthetic=True,
                      classifier_steps=30, classifier_batch=64, eval_every=10, eval_images=256,
-                     gan_iterations=20, gan_batch=32, fid_samples=256,
+                     gan_iterations=20, gan_batch=32, fid_samples=32,
                      toy_steps=40, toy_seeds=2, timing_repeats=3),
     "quick": Profile("quick", train_limit=None, allow_synthetic=False,
                      classifier_steps=300, classifier_batch=128, eval_every=50, eval_images=1000,
-                     gan_iterations=2000, gan_batch=64, fid_samples=2000,
+                     gan_iterations=600, gan_batch=64, fid_samples=500,
                      toy_steps=1500, toy_seeds=3, timing_repeats=20),
     "paper": Profile("paper", train_limit=None, allow_synthetic=False,
                      classifier_steps=10_000, classifier_batch=512, eval_every=500, eval_images=None,
