@@ -15,6 +15,8 @@ With num_classes=0 both are unconditional: plain BatchNorm in G, no embedding in
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -60,17 +62,19 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """images (B, 3, 32, 32) in [-1, 1] and labels (B,) -> raw scores (B,)."""
 
-    def __init__(self, num_classes: int = 100, widths: tuple[int, ...] = (16, 16, 32, 32, 64, 64, 128)):
+    def __init__(self, num_classes: int = 100, widths: tuple[int, ...] = (16, 16, 32, 32, 64, 64, 128),
+                 sn: Callable[[nn.Module], nn.Module] = spectral_norm):
+        """`sn` normalises each layer: nbcode's own spectral_norm, or e.g. torch.nn.utils.spectral_norm."""
         super().__init__()
         self.num_classes = num_classes
         layers, previous = [], 3
         for i, width in enumerate(widths):
             kernel, stride = (3, 1) if i % 2 == 0 else (4, 2)
-            layers += [spectral_norm(nn.Conv2d(previous, width, kernel, stride, padding=1)), nn.LeakyReLU(SLOPE)]
+            layers += [sn(nn.Conv2d(previous, width, kernel, stride, padding=1)), nn.LeakyReLU(SLOPE)]
             previous = width
         self.features = nn.Sequential(*layers)
         size = 32 // 2 ** (len(widths) // 2)
-        self.head = ProjectionHead(previous * size * size, num_classes)
+        self.head = ProjectionHead(previous * size * size, num_classes, sn)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if images.dim() != 4 or images.shape[1:] != (3, 32, 32):

@@ -47,7 +47,6 @@ class GANSettings:
         loss: "aw" (adaptive-weighted discriminator loss, normalised) or "hinge" (plain sum).
         conditional: class-conditional (CBN + projection) or unconditional.
         lr: Adam learning rate of both networks; betas (0, 0.9) as in the paper.
-        n_dis: discriminator steps per generator step.
         ema: decay of the exponential moving average of the generator's weights (0: none, the
             average then equals the generator).
     """
@@ -55,7 +54,6 @@ class GANSettings:
     loss: str = "aw"
     conditional: bool = True
     lr: float = 2e-4
-    n_dis: int = 1
     ema: float = 0.999
 
 
@@ -71,7 +69,7 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def run_name(settings: GANSettings, dataset: str, profile: Profile, seed: int) -> str:
     kind = "conditional" if settings.conditional else "unconditional"
-    return (f"gan-{kind}-{settings.loss}-ndis{settings.n_dis}-ema{settings.ema}-{dataset}-{profile.name}-"
+    return (f"gan-{kind}-{settings.loss}-ema{settings.ema}-{dataset}-{profile.name}-"
             f"{profile.gan_iterations}x{profile.gan_batch}-seed{seed}")
 
 
@@ -84,12 +82,53 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
             e.copy_(b)
 
 
+def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, d_opt: torch.optim.Optimizer,
+                  real: torch.Tensor, labels: torch.Tensor | None, loss: str, rng: torch.Generator) -> dict:
+    """One discriminator update, then one generator update, sharing one generated batch.
+
+    As in PyTorch's DCGAN example, the generated images are made once: the discriminator learns
+    from them detached, then the generator's loss (eq. 5) back-propagates through the same
+    forward pass, which the discriminator update has not touched. The discriminator scores real
+    and generated images in separate calls, so that the aw rule differentiates each loss through
+    its own half of the batch only; its parameters are frozen during the generator's backward.
+
+    Args:
+        real: (B, 3, 32, 32) in [-1, 1]; labels: (B,) int64, or None for an unconditional GAN.
+        loss: "aw" (aw_discriminator_backward) or "hinge" (backward of L_r + L_f).
+    Returns:
+        {"d_loss", "g_loss", "real_score", "fake_score"} and, for aw, {"w_real", "w_fake", "case"}.
+    """
+    batch = len(real)
+    fake_labels = None if labels is None else torch.randint(0, d.num_classes, (batch,), generator=rng,
+                                                            device=real.device)
+    fake = g(torch.randn(batch, LATENT, generator=rng, device=real.device), fake_labels)
+    real_out, fake_out = d(real, labels), d(fake.detach(), fake_labels)
+    loss_real, loss_fake = hinge_real(real_out), hinge_fake(fake_out)
+    stats = {"d_loss": (loss_real + loss_fake).item(), "real_score": torch.sigmoid(real_out.detach()).mean().item(),
+             "fake_score": torch.sigmoid(fake_out.detach()).mean().item()}
+    if loss == "aw":
+        weights = aw_discriminator_backward(d, real_out, fake_out, loss_real, loss_fake)
+        stats.update(w_real=weights.w_real, w_fake=weights.w_fake, case=weights.case)
+    else:
+        d_opt.zero_grad(set_to_none=True)
+        (loss_real + loss_fake).backward()
+    d_opt.step()
+
+    d.requires_grad_(False)
+    g_loss = hinge_generator(d(fake, fake_labels))
+    g_opt.zero_grad(set_to_none=True)
+    g_loss.backward()
+    g_opt.step()
+    d.requires_grad_(True)
+    return stats | {"g_loss": g_loss.item()}
+
+
 def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = None, seed: int = 0,
               runs_dir: str | Path | None = None, progress: bool = True, stop_after: int | None = None) -> dict:
     """Train G and D for `profile.gan_iterations` generator steps, or return the cached record.
 
-    Each iteration: `n_dis` discriminator steps (real and generated images in one D call; the
-    aw or hinge loss), then one generator step (eq. 5) with freshly sampled labels.
+    Each iteration is `gan_iteration`: one discriminator step (aw or hinge loss), then one
+    generator step (eq. 5), on one batch of real images and one generated batch.
 
     Returns:
         The run record (also metrics.json): settings, parameter counts, and per-iteration logs of
@@ -140,45 +179,19 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
     every = max(1, total // 10)  # sample grids and checkpoints ten times per run
     for step in tqdm(range(step, last), initial=step, total=total, desc=folder.name, disable=not progress):
         rng = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
-        for k in range(settings.n_dis):
-            index = batch_indices(len(labels), batch, step * settings.n_dis + k, seed).to(device)
-            real = to_gan_range(images[index])
-            real = torch.where(torch.rand(batch, 1, 1, 1, generator=rng, device=device) < 0.5, real.flip(3), real)
-            y_real = labels[index] if num_classes else None
-            y_fake = torch.randint(0, num_classes, (batch,), generator=rng, device=device) if num_classes else None
-            with torch.no_grad():
-                fake = g(torch.randn(batch, LATENT, generator=rng, device=device), y_fake)
-            both = torch.cat([y_real, y_fake]) if num_classes else None
-            out = d(torch.cat([real, fake]), both)
-            real_out, fake_out = out[:batch], out[batch:]
-            loss_real, loss_fake = hinge_real(real_out), hinge_fake(fake_out)
-            if settings.loss == "aw":
-                weights = aw_discriminator_backward(d, real_out, fake_out, loss_real, loss_fake)
-            else:
-                d_opt.zero_grad(set_to_none=True)
-                (loss_real + loss_fake).backward()
-            d_opt.step()
-        y_gen = torch.randint(0, num_classes, (batch,), generator=rng, device=device) if num_classes else None
-        g_loss = hinge_generator(d(g(torch.randn(batch, LATENT, generator=rng, device=device), y_gen), y_gen))
-        g_opt.zero_grad(set_to_none=True)
-        g_loss.backward()
-        g_opt.step()
+        index = batch_indices(len(labels), batch, step, seed).to(device)
+        real = to_gan_range(images[index])
+        real = torch.where(torch.rand(batch, 1, 1, 1, generator=rng, device=device) < 0.5, real.flip(3), real)
+        stats = gan_iteration(g, d, g_opt, d_opt, real, labels[index] if num_classes else None, settings.loss, rng)
         update_ema(g_ema, g, min(settings.ema, (1 + step) / (10 + step)))  # short warm-up of the average
 
-        d_loss = (loss_real + loss_fake).item()
-        if not (math.isfinite(d_loss) and math.isfinite(g_loss.item())):
+        if not (math.isfinite(stats["d_loss"]) and math.isfinite(stats["g_loss"])):
             raise GANDivergedError(
-                f"training diverged at iteration {step + 1}: D loss {d_loss}, G loss {g_loss.item()}. "
+                f"training diverged at iteration {step + 1}: D loss {stats['d_loss']}, G loss {stats['g_loss']}. "
                 f"The last good checkpoint is kept in {checkpoint_path}; lower the learning rate or change "
                 f"the seed and run again (delete the folder to start over).")
-        log["d_loss"].append(d_loss)
-        log["g_loss"].append(g_loss.item())
-        log["real_score"].append(torch.sigmoid(real_out.detach()).mean().item())
-        log["fake_score"].append(torch.sigmoid(fake_out.detach()).mean().item())
-        if settings.loss == "aw":
-            log["w_real"].append(weights.w_real)
-            log["w_fake"].append(weights.w_fake)
-            log["case"].append(weights.case)
+        for key, value in stats.items():
+            log[key].append(value)
         done = step + 1
         if done % every == 0 or done == total:
             with torch.no_grad():
@@ -207,12 +220,11 @@ def main() -> None:
     parser.add_argument("--profile", choices=list(PROFILES), default=None, help="default: $NBCODE_PROFILE or quick")
     parser.add_argument("--loss", choices=["aw", "hinge"], default="aw")
     parser.add_argument("--unconditional", action="store_true")
-    parser.add_argument("--n-dis", type=int, default=1)
     parser.add_argument("--dataset", choices=["cifar100", "cifar10", "synthetic"], default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs-dir", default=None, help="default: $NBCODE_RUNS or ~/.cache/nbcode/runs")
     args = parser.parse_args()
-    settings = GANSettings(loss=args.loss, conditional=not args.unconditional, n_dis=args.n_dis)
+    settings = GANSettings(loss=args.loss, conditional=not args.unconditional)
     record = train_gan(settings, get_profile(args.profile), dataset=args.dataset, seed=args.seed,
                        runs_dir=args.runs_dir)
     print(f"{record['run']}: {record['step']} iterations; final D loss {record['log']['d_loss'][-1]:.3f}, "

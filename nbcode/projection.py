@@ -8,6 +8,8 @@ embedding lookup and a dot product: no one-hot vector is ever built.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -20,12 +22,12 @@ class ProjectionHead(nn.Module):
     With num_classes=0 the head is unconditional: psi(phi) only, and labels must be None.
     """
 
-    def __init__(self, features: int, num_classes: int):
+    def __init__(self, features: int, num_classes: int, sn: Callable[[nn.Module], nn.Module] = spectral_norm):
         super().__init__()
         self.features = features
         self.num_classes = num_classes
-        self.psi = spectral_norm(nn.Linear(features, 1))
-        self.embed = spectral_norm(nn.Embedding(num_classes, features)) if num_classes else None
+        self.psi = sn(nn.Linear(features, 1))
+        self.embed = sn(nn.Embedding(num_classes, features)) if num_classes else None
 
     def forward(self, phi: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """phi: (B, F) features; labels: (B,) int64 in [0, num_classes), or None when unconditional.

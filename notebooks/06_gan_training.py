@@ -33,7 +33,7 @@ import torch
 
 from nbcode.checkpoint import runs_root
 from nbcode.display import show_source
-from nbcode.gan_train import GANSettings, train_gan
+from nbcode.gan_train import GANSettings, gan_iteration, train_gan
 from nbcode.losses import AW_CASES
 from nbcode.profiles import describe, get_profile, pick_device
 
@@ -46,12 +46,22 @@ print(describe(profile, device))
 # ## The recipe
 #
 # Adam with lr 2e-4 and betas (0, 0.9) for both networks, as the paper; one discriminator step
-# per generator step (`n_dis = 1`); batch size from the profile; real and generated images go
-# through the discriminator in one call; real images are flipped at random. The discriminator
-# step uses the adaptive-weighted loss of notebook 4; the generator step the hinge loss of
-# eq. (5). We also keep an exponential moving average (decay 0.999) of the generator's weights
-# and sample from it, a standard trick that the paper does not mention: the raw generator is
-# kept too.
+# per generator step; batch size from the profile; real images are flipped at random. The
+# discriminator step uses the adaptive-weighted loss of notebook 4, the generator step the hinge
+# loss of eq. (5). One iteration:
+
+# %%
+show_source(gan_iteration)
+
+# %% [markdown]
+# Two choices there are about speed, measured in `benchmarks/gan_step.py`: one generated batch
+# serves both updates (as in PyTorch's DCGAN example), and the discriminator sees real and
+# generated images in *separate* calls. The common advice is to concatenate them into one call;
+# with the aw loss that is slower, because each of the two gradients $g_r$ and $g_f$ must then
+# be back-propagated through the whole concatenated batch instead of its own half.
+#
+# We also keep an exponential moving average (decay 0.999) of the generator's weights and sample
+# from it, a standard trick that the paper does not mention; the raw generator is kept too.
 
 # %%
 show_source(GANSettings)
