@@ -17,7 +17,7 @@ import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.generative_model_base import GenerativeModelBase
 
-from nbcode.checkpoint import runs_root
+from nbcode.checkpoint import git_commit, runs_root, write_json
 from nbcode.data import ImageData
 from nbcode.gan import Generator
 from nbcode.gan_train import to_uint8
@@ -157,3 +157,12 @@ def lpips_to_nearest(generated: torch.Tensor, training: torch.Tensor) -> torch.T
     b = training.float().div(127.5).sub(1)
     nearest = torch.cdist(a.flatten(1), b.flatten(1)).argmin(dim=1)
     return metric(a, b[nearest]).flatten()
+
+
+def save_evaluation(run: dict, scores: dict) -> dict:
+    """Write FID/KID `scores` of a GAN run record as an evaluation record (for the book's results)."""
+    record = {"kind": "evaluation", "run": run["run"], "conditional": run["settings"]["conditional"],
+              "loss": run["settings"]["loss"], "dataset": run["dataset"], "profile": run["profile"],
+              "iterations": run["iterations"], "device": run["device"], "commit": git_commit(), **scores}
+    write_json(runs_root() / "evaluation" / f"{run['run']}.json", record)
+    return record

@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from nbcode.data import load_for_profile
-from nbcode.fid import fid_kid, lpips_available, lpips_to_nearest
+from nbcode.fid import fid_kid, lpips_available, lpips_to_nearest, save_evaluation
 from nbcode.gan import LATENT
 from nbcode.gan_train import GANSettings, load_trained_generator, to_uint8, train_gan
 from nbcode.plots import image_grid
@@ -108,6 +108,8 @@ plt.show()
 # %%
 test = load_for_profile(profile, "test", records["conditional"]["dataset"]).subset(profile.fid_samples)
 scores = {name: fid_kid(g, test, profile.fid_samples, seed=0) for name, g in generators.items()}
+for name, s in scores.items():
+    save_evaluation(records[name], s)  # the run record the book's results page reads
 print(f"{'model':<14} {'FID':>8} {'KID ×1000':>16} {'n generated':>12} {'n reference':>12}  inception weights")
 for name, s in scores.items():
     print(f"{name:<14} {s['fid']:8.2f} {1000 * s['kid_mean']:8.2f} ± {1000 * s['kid_std']:5.2f} "

@@ -1,0 +1,177 @@
+"""Build the static book: execute every notebook at a profile, then build HTML with Jupyter Book 1.
+
+    python -m nbcode.book --profile quick        # the project's main job
+
+1. Each `notebooks/NN_*.py` is executed (nbclient) into `book/_generated/NN_*.ipynb`. A notebook
+   is re-executed only when its source, nbcode's source, the profile or the data settings
+   changed, so a rebuild after a small change is fast. A failing notebook stops the build with
+   its name and the error.
+2. The landing page and the results page are written from the run records (metrics JSON that
+   training and evaluation leave under the runs root): nothing on them is typed by hand.
+3. `jupyter-book build book` makes the HTML, with MathJax served from the book itself
+   (the copy shipped by jupyter-server-mathjax), so math renders without a network.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jupyter_server_mathjax
+import jupytext
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+from nbcode.checkpoint import runs_root
+from nbcode.profiles import PROFILE_VARIABLE, PROFILES, get_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+BOOK = ROOT / "book"
+GENERATED = BOOK / "_generated"
+SETTINGS = ("NBCODE_DATASET", "NBCODE_DATA", "NBCODE_UNVERIFIED", "NBCODE_RUNS")
+PAPER = {"classifier x1": "57.7 ± 2.3% test (94,372 params)", "classifier x2": "65% test (334,052 params)",
+         "gan conditional": "FID 38.27", "gan unconditional": "FID 32.00"}
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised an error while the book was being built."""
+
+
+def source_key(notebook: Path, profile: str) -> str:
+    """A hash of everything an executed notebook depends on."""
+    digest = hashlib.sha256(notebook.read_bytes())
+    for module in sorted((ROOT / "nbcode").glob("*.py")):
+        if module.name != "book.py":  # the builder itself does not change what a notebook computes
+            digest.update(module.read_bytes())
+    digest.update(profile.encode())
+    for name in SETTINGS:
+        digest.update(f"{name}={os.environ.get(name, '')}".encode())
+    return digest.hexdigest()
+
+
+def execute_notebooks(profile: str) -> list[Path]:
+    """Execute every notebook at `profile` into book/_generated, reusing unchanged results."""
+    GENERATED.mkdir(parents=True, exist_ok=True)
+    os.environ[PROFILE_VARIABLE] = profile  # the kernels inherit it
+    outputs = []
+    for source in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py")):
+        target = GENERATED / f"{source.stem}.ipynb"
+        key = source_key(source, profile)
+        if target.exists() and nbformat.read(target, as_version=4).metadata.get("nbcode_key") == key:
+            print(f"{source.name}: unchanged, reusing {target.relative_to(ROOT)}")
+        else:
+            print(f"{source.name}: executing at profile {profile} ...", flush=True)
+            notebook = jupytext.read(source)
+            try:
+                NotebookClient(notebook, timeout=None, kernel_name="python3",
+                               resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+            except CellExecutionError as error:
+                raise NotebookFailed(f"notebook {source.name} failed at profile {profile}:\n{error}") from None
+            notebook.metadata["nbcode_key"] = key
+            nbformat.write(notebook, target)
+        outputs.append(target)
+    return outputs
+
+
+def load_records(profile: str) -> list[dict]:
+    """Every run record (classifier, GAN, evaluation) under the runs root made at `profile`."""
+    records = []
+    for path in sorted(runs_root().glob("*/*/metrics.json")) + sorted(runs_root().glob("evaluation/*.json")):
+        record = json.loads(path.read_text())
+        if record.get("profile") == profile:
+            records.append(record)
+    return records
+
+
+def budget(record: dict) -> str:
+    if record["kind"] == "classifier":
+        return f"{record['steps']:,} steps × {record['batch']}"
+    if record["kind"] == "gan":
+        return f"{record['iterations']:,} iterations × {record['batch']}"
+    return f"{record['n_generated']:,} generated vs {record['n_reference']:,} test images"
+
+
+def result_rows(records: list[dict]) -> list[dict]:
+    """One row per result: what, value, dataset, profile, budget, commit."""
+    rows = []
+    for r in records:
+        if r["kind"] == "classifier" and "final" in r:
+            test = r["final"]["test"]
+            rows.append({"what": f"DS-ResNet x{r['width_factor']}, {r['recipe']['name']} recipe, test accuracy",
+                         "key": f"classifier x{r['width_factor']}", "recipe": r["recipe"]["name"],
+                         "value": f"{100 * test['mean']:.1f} ± {100 * test['std']:.1f}% ({r['parameters']:,} params)",
+                         "record": r})
+        elif r["kind"] == "evaluation":
+            kind = "conditional" if r["conditional"] else "unconditional"
+            rows.append({"what": f"GAN ({kind}, {r['loss']}) FID / KID×1000", "key": f"gan {kind}", "recipe": r["loss"],
+                         "value": f"FID {r['fid']:.2f} / KID {1000 * r['kid_mean']:.2f}", "record": r})
+    return rows
+
+
+def table(rows: list[dict], with_paper: bool) -> str:
+    """A markdown table of result rows; with_paper adds the paper's figure for the same result."""
+    columns = ["result", "ours"] + (["paper"] if with_paper else []) + ["dataset", "profile", "budget", "commit"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        r = row["record"]
+        paper = [PAPER.get(row["key"], "—")] if with_paper else []
+        cells = [row["what"], row["value"], *paper, r["dataset"], r["profile"], budget(r), r.get("commit", "unknown")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_pages(profile: str) -> None:
+    """The landing page and the results page, from the run records of `profile`."""
+    rows = result_rows(load_records(profile))
+    empty = "_No finished runs at this profile were found under the runs root._"
+    intro = (BOOK / "intro_header.md").read_text()
+    (BOOK / "intro.md").write_text(
+        f"{intro}\n## The paper's claims beside ours\n\nBuilt at profile **{profile}**. Only the `paper` "
+        f"profile on CIFAR-100 is comparable with the paper; every cell names its dataset and budget.\n\n"
+        f"{table(rows, with_paper=True) if rows else empty}\n")
+    details = []
+    for row in rows:
+        r = row["record"]
+        details.append(f"- **{row['what']}**: {row['value']}; data: {r.get('data', r['dataset'])}; "
+                       f"device {r.get('device', '?')}; run `{r.get('run', '?')}`")
+    (BOOK / "results.md").write_text(
+        f"# Results\n\nEvery number on this page is read from the run records (metrics JSON written by "
+        f"training and evaluation) made at profile **{profile}**.\n\n"
+        f"{table(rows, with_paper=False) if rows else empty}\n\n" + "\n".join(details) + "\n")
+
+
+def build(profile: str) -> Path:
+    """Execute, write the generated pages, build the HTML; return the HTML folder."""
+    execute_notebooks(profile)
+    write_pages(profile)
+    command = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
+    result = subprocess.run([command, "build", str(BOOK)], cwd=ROOT)
+    if result.returncode:
+        raise RuntimeError(f"jupyter-book build failed (exit {result.returncode}); see its output above")
+    html = BOOK / "_build" / "html"
+    shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", html / "_static" / "mathjax",
+                    dirs_exist_ok=True)
+    return html
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m nbcode.book", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=list(PROFILES), default="quick")
+    args = parser.parse_args()
+    get_profile(args.profile)
+    try:
+        html = build(args.profile)
+    except NotebookFailed as error:
+        sys.exit(str(error))
+    print(f"book built: {html / 'index.html'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Build the book at the smoke profile and read every page in a real (headless) Chromium.
+
+Needs Debian's chromium (`apt-get install chromium`), which .ci/run installs."""
+import shutil
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+
+from nbcode.book import BOOK, NotebookFailed, build, write_pages
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+PAGE_CHECK = """() => {
+  const images = [...document.querySelectorAll('main img')];
+  const math = document.querySelectorAll('main .math');
+  const rendered = document.querySelectorAll('main .MathJax, main .MathJax_CHTML, main .MathJax_Display, main mjx-container');
+  return {
+    images: images.length,
+    broken: images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
+    math: math.length,
+    rendered: rendered.length,
+    errors: document.querySelectorAll('main .output.error, main .output.traceback, main .stderr .ansi-red-fg').length,
+    text: document.querySelector('main') ? document.querySelector('main').innerText : '',
+  };
+}"""
+
+
+@pytest.fixture(scope="module")
+def html() -> Path:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: install it with `apt-get install chromium` (as .ci/run does)")
+    return build("smoke")
+
+
+def test_every_page_loads_with_images_math_and_no_errors(html):
+    pages = sorted(html.glob("_generated/*.html")) + [html / "intro.html", html / "results.html",
+                                                       html / "references.html"]
+    assert len(pages) == 11
+    math_rendered = 0
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for path in pages:
+            page.goto(path.as_uri())
+            page.wait_for_load_state("load")
+            if page.locator("main .math").count():
+                page.wait_for_function("() => window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0 "
+                                       "&& document.querySelectorAll('main .MathJax, main .MathJax_Display').length > 0",
+                                       timeout=30_000)
+            found = page.evaluate(PAGE_CHECK)
+            assert found["broken"] == [], f"{path.name}: images that did not load: {found['broken']}"
+            assert found["errors"] == 0, f"{path.name}: shows error output"
+            assert "Traceback (most recent call last)" not in found["text"], f"{path.name}: shows a traceback"
+            if found["math"]:
+                assert found["rendered"] > 0, f"{path.name}: math was not rendered"
+                math_rendered += 1
+            if path.parent.name == "_generated":
+                assert found["images"] > 0 or "01_" in path.name or "05_" in path.name, f"{path.name}: no figures"
+        page.goto((html / "_generated" / "04_adaptive_weights.html").as_uri())
+        page.wait_for_load_state("load")
+        page.screenshot(path=str(html / "screenshot.png"), full_page=False)
+        browser.close()
+    assert math_rendered >= 3  # chapters 1, 3 and 4 at least hold equations
+    assert (html / "screenshot.png").stat().st_size > 10_000
+
+
+def test_landing_page_sets_the_papers_claims_beside_ours(html):
+    intro = (BOOK / "intro.md").read_text()
+    assert "| result | ours | paper | dataset | profile | budget | commit |" in intro
+    assert "57.7 ± 2.3%" in intro and "FID 38.27" in intro
+    assert "| smoke |" in intro
+    results = (html / "results.html").read_text()
+    assert "test accuracy" in results and "FID" in results
+
+
+def test_a_failing_notebook_fails_the_build_and_names_it(tmp_path, monkeypatch):
+    broken = tmp_path / "99_broken.py"
+    broken.write_text("# %%\nraise ValueError('this notebook is broken on purpose')\n")
+    monkeypatch.setattr("nbcode.book.NOTEBOOKS", tmp_path)
+    monkeypatch.setattr("nbcode.book.GENERATED", tmp_path / "_generated")
+    with pytest.raises(NotebookFailed, match="notebook 99_broken.py failed"):
+        build("smoke")
+
+
+def test_pages_without_records_say_so(monkeypatch, tmp_path):
+    monkeypatch.setenv("NBCODE_RUNS", str(tmp_path))
+    monkeypatch.setattr("nbcode.book.BOOK", tmp_path)
+    (tmp_path / "intro_header.md").write_text("# Title\n")
+    write_pages("paper")
+    assert "No finished runs at this profile" in (tmp_path / "intro.md").read_text()
