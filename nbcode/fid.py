@@ -117,7 +117,7 @@ def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int,
     else:
         input1 = LabelledSampler(generator.cpu(), seed)
         extra = {"input1_model_num_samples": n_generated}
-    kid_subset = min(1000, n_generated, len(reference))
+    kid_subset = min(1000, n_generated // 2, len(reference) // 2)  # subsets smaller than the sets, so KID has a spread
     metrics = torch_fidelity.calculate_metrics(
         input1=input1, input2=UInt8Images(reference.images),
         input2_cache_name=(f"nbcode-{reference.name}-{reference.split}-{len(reference)}-"
