@@ -10,6 +10,5 @@ OFFLINE = Path(__file__).parent / "tests" / "offline"
 
 os.environ["NBCODE_PROFILE"] = "smoke"
 os.environ["NBCODE_RUNS"] = tempfile.mkdtemp(prefix="nbcode-test-runs-")  # nothing cached from earlier runs
-os.environ["MPLBACKEND"] = "Agg"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(OFFLINE), os.environ.get("PYTHONPATH")]))
 runpy.run_path(str(OFFLINE / "sitecustomize.py"))  # the same guard in this process
