@@ -1,5 +1,21 @@
 """Shared code of the executable book "Efficient CIFAR-100 Modelling".
 
-One module per concept: `profiles` (budgets and device), `data` (datasets), `augment` (batched
-augmentation), `plots` (figures), `display` (showing nbcode's own source in the notebooks).
+One module per concept:
+    profiles       budgets (smoke, quick, paper) and the device
+    data           CIFAR-100, CIFAR-10 and the synthetic stand-in, as uint8 tensors
+    augment        batched augmentation on tensors
+    cost           eq. (2): multiply-adds and parameters of standard vs depthwise-separable convs
+    resnet         the depthwise-separable ResNet (Part 1)
+    train          classifier recipes, training loop, evaluation, CLI
+    checkpoint     atomic checkpoints, run folders, run records
+    normalization  spectral norm (power iteration) and conditional batch norm
+    projection     the projection discriminator head, eq. (7)
+    losses         hinge losses and the adaptive-weighted discriminator loss, eq. (6)
+    toy_gan        a 2-D ring-of-Gaussians GAN for quick experiments
+    gan            the conditional SN-GAN of Table 1 (Part 2)
+    gan_train      GAN training loop, EMA, sample grids, CLI
+    inception      offline FID Inception weights for torch-fidelity
+    fid            FID, KID and LPIPS
+    book           executing the notebooks and building the static book
+    plots, display, timing   figures, showing nbcode's source in notebooks, wall-clock timing
 """

@@ -6,8 +6,8 @@
 Headless:  python -m nbcode.gan_train --profile paper --loss aw
 
 Like the classifier (nbcode.train), a run lives in a folder under the runs root named by what
-produced it; `checkpoint.pt` is written atomically every `checkpoint_every` iterations and a
-resumed run continues exactly. A non-finite loss stops training with a clear message, and the
+produced it; `checkpoint.pt` is written atomically ten times per run and a resumed run
+continues exactly. A non-finite loss stops training with a clear message, and the
 last good checkpoint stays on disk. Sample grids from fixed noise and labels are saved as PNG.
 """
 from __future__ import annotations

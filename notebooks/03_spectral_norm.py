@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from nbcode.display import show_source
-from nbcode.normalization import SpectralNorm, spectral_norm
+from nbcode.normalization import SpectralNorm
 from nbcode.profiles import describe, get_profile, pick_device
 from nbcode.timing import median_seconds
 from nbcode.toy_gan import train_toy_gan
