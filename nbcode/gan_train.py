@@ -171,7 +171,7 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
     record = {"kind": "gan", "run": folder.name, "architecture": architecture, "settings": asdict(settings),
               "parameters": {"generator": count_parameters(g), "discriminator": count_parameters(d)},
               "profile": profile.name, "iterations": total, "batch": profile.gan_batch, "seed": seed,
-              "dataset": dataset, "data": train.describe(), "classes": train.classes, "device": str(device),
+              "dataset": train.name, "data": train.describe(), "classes": train.classes, "device": str(device),
               "commit": git_commit(), "grid_labels": None if grid_y is None else grid_y.tolist()}
     last = min(total, stop_after) if stop_after is not None else total
     batch = profile.gan_batch
