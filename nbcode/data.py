@@ -83,14 +83,17 @@ class ImageData:
                   else "local copy, md5 NOT checked")
         return f"{self.name} {self.split}: {len(self):,} images, {len(self.classes)} classes ({source})"
 
+    def take(self, index: torch.Tensor, split: str | None = None) -> ImageData:
+        """The images at `index` (an int64 tensor), optionally under another split name."""
+        coarse = None if self.coarse_labels is None else self.coarse_labels[index]
+        return ImageData(self.images[index], self.labels[index], self.classes, self.name, split or self.split,
+                         self.verified, coarse, self.coarse_classes)
+
     def subset(self, n: int, seed: int = 0) -> ImageData:
         """A random subset of `n` images (all of them when n >= len(self)), fixed by `seed`."""
         if n >= len(self):
             return self
-        keep = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n]
-        coarse = None if self.coarse_labels is None else self.coarse_labels[keep]
-        return ImageData(self.images[keep], self.labels[keep], self.classes, self.name, self.split,
-                         self.verified, coarse, self.coarse_classes)
+        return self.take(torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:n])
 
 
 def data_root(root: str | Path | None = None) -> Path:

@@ -80,13 +80,7 @@ def split_validation(train: ImageData, fraction: float = VALIDATION_FRACTION,
     """Hold out a random `fraction` of the training split as a validation set (fixed by `seed`)."""
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
     held = int(len(train) * fraction)
-
-    def pick(index: torch.Tensor, split: str) -> ImageData:
-        coarse = None if train.coarse_labels is None else train.coarse_labels[index]
-        return ImageData(train.images[index], train.labels[index], train.classes, train.name, split,
-                         train.verified, coarse, train.coarse_classes)
-
-    return pick(order[held:], "train"), pick(order[:held], "validation")
+    return train.take(order[held:]), train.take(order[:held], "validation")
 
 
 def make_optimizer(model: nn.Module, recipe: Recipe,
