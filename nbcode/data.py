@@ -237,6 +237,11 @@ def make_synthetic(split: str = "train", n: int | None = None, num_classes: int 
                      coarse_classes=[f"group_{g:02d}" for g in range((num_classes + 4) // 5)])
 
 
+def dataset_name(name: str | None = None) -> str:
+    """`name`, else $NBCODE_DATASET, else "cifar100"."""
+    return name or os.environ.get(DATASET_VARIABLE) or "cifar100"
+
+
 def _unverified_from_env() -> bool:
     return os.environ.get(UNVERIFIED_VARIABLE, "").lower() in ("1", "true", "yes")
 
@@ -247,7 +252,7 @@ def load(name: str | None = None, split: str = "train", *, root: str | Path | No
 
     `verify` defaults to True unless $NBCODE_UNVERIFIED=1. See `load_cifar` for the errors.
     """
-    name = name or os.environ.get(DATASET_VARIABLE) or "cifar100"
+    name = dataset_name(name)
     _check_name(name)
     if name == "synthetic":
         return make_synthetic(split)
@@ -263,7 +268,7 @@ def load_for_profile(profile: Profile, split: str = "train", name: str | None = 
     stand-in with as many classes, with a warning. The training split is cut to
     `profile.train_limit` images.
     """
-    name = name or os.environ.get(DATASET_VARIABLE) or "cifar100"
+    name = dataset_name(name)
     try:
         data = load(name, split, root=root)
     except DataMissingError:

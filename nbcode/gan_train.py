@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
 from nbcode.checkpoint import git_commit, load_checkpoint, runs_root, save_checkpoint, write_json
-from nbcode.data import DATASET_VARIABLE, batch_indices, load_for_profile
+from nbcode.data import batch_indices, dataset_name, load_for_profile
 from nbcode.gan import LATENT, Discriminator, Generator
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
 from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
@@ -136,7 +135,7 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
     """
     if settings.loss not in ("aw", "hinge"):
         raise ValueError(f"unknown GAN loss {settings.loss!r}; valid: aw, hinge")
-    dataset = dataset or os.environ.get(DATASET_VARIABLE) or "cifar100"
+    dataset = dataset_name(dataset)
     folder = runs_root(runs_dir) / "gan" / run_name(settings, dataset, profile, seed)
     metrics_path, checkpoint_path = folder / "metrics.json", folder / "checkpoint.pt"
     total = profile.gan_iterations

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ from tqdm.auto import tqdm
 
 from nbcode.augment import Augmentation, augment_batch, prepare_batch
 from nbcode.checkpoint import git_commit, load_checkpoint, runs_root, save_checkpoint, write_json
-from nbcode.data import DATASET_VARIABLE, ImageData, batch_indices, channel_stats, load_for_profile
+from nbcode.data import ImageData, batch_indices, channel_stats, dataset_name, load_for_profile
 from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
 from nbcode.resnet import DSResNet, count_parameters
 
@@ -188,7 +187,7 @@ def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 
         run is complete, "final": mean +- std of each accuracy over the last evaluations.
     """
     recipe = get_recipe(recipe_name)
-    dataset = dataset or os.environ.get(DATASET_VARIABLE) or "cifar100"
+    dataset = dataset_name(dataset)
     folder = runs_root(runs_dir) / "classifier" / run_name(recipe.name, width_factor, dataset, profile, seed)
     metrics_path, checkpoint_path = folder / "metrics.json", folder / "checkpoint.pt"
     steps = profile.classifier_steps
