@@ -3,20 +3,22 @@
 - reference: the same Generator and Discriminator architecture, with spectral norm from
   `torch.nn.utils.spectral_norm` (forward pre-hooks), the discriminator called separately on
   real and on generated images, NCHW;
-- nbcode: `nbcode.gan_train.gan_iteration`: its own spectral-norm parametrisation, one generated
-  batch shared by the discriminator and generator updates, discriminator frozen during the
-  generator's backward.
+- nbcode: the networks of `nbcode.gan_train.build_gan` (channels_last) and its `gan_iteration`:
+  its own spectral-norm parametrisation, one generated batch shared by the discriminator and
+  generator updates, discriminator frozen during the generator's backward.
 
 Both use the adaptive-weighted discriminator loss and the hinge generator loss, Adam (2e-4,
 betas (0, 0.9)), batch 64, the same images.
 
     python benchmarks/gan_step.py [--steps 20] [--batch-size 64]
 
-Prints seconds per iteration of each and the ratio (bar: >= 1.3x on this CPU).
+Runs one iteration of each in turn, `--steps` rounds, and prints the median milliseconds per
+iteration of each and their ratio (bar: >= 1.3x on this CPU).
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
@@ -24,7 +26,7 @@ from torch.nn.utils import spectral_norm as hook_spectral_norm
 
 from nbcode.data import make_synthetic
 from nbcode.gan import LATENT, Discriminator, Generator
-from nbcode.gan_train import gan_iteration, to_gan_range
+from nbcode.gan_train import build_gan, gan_iteration, to_gan_range
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
 
 
@@ -44,12 +46,18 @@ def reference_iteration(g, d, g_opt, d_opt, real, labels, rng) -> None:
     g_opt.step()
 
 
-def seconds_per_iteration(step, steps: int) -> float:
-    step()  # warm-up
-    start = time.perf_counter()
-    for _ in range(steps):
+def interleaved_medians(steps: dict, rounds: int) -> dict[str, float]:
+    """Median seconds per call of each step, calling them in turn for `rounds` rounds (after one
+    warm-up call each), so that a slow spell of the machine hits every contender alike."""
+    times = {name: [] for name in steps}
+    for name, step in steps.items():
         step()
-    return (time.perf_counter() - start) / steps
+    for _ in range(rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main() -> None:
@@ -60,25 +68,26 @@ def main() -> None:
     data = make_synthetic("train", n=2048)
     real = to_gan_range(data.images[:args.batch_size])
     labels = data.labels[:args.batch_size]
-    print(f"conditional SN-GAN (942,612 parameters), aw loss, batch {args.batch_size}, {args.steps} timed "
-          f"iterations each, cpu, {torch.get_num_threads()} torch threads")
+    print(f"conditional SN-GAN (942,612 parameters), aw loss, batch {args.batch_size}, {args.steps} rounds, "
+          f"one iteration of each in turn; medians, cpu, {torch.get_num_threads()} torch threads")
 
-    timings = {}
-    for name, sn in (("reference", hook_spectral_norm), ("nbcode", None)):
-        torch.manual_seed(0)
-        g = Generator()
-        d = Discriminator(sn=sn) if sn else Discriminator()
-        g_opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.0, 0.9))
-        d_opt = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.0, 0.9))
-        rng = torch.Generator().manual_seed(0)
-        if name == "reference":
-            step = lambda: reference_iteration(g, d, g_opt, d_opt, real, labels, rng)  # noqa: E731
-        else:
-            step = lambda: gan_iteration(g, d, g_opt, d_opt, real, labels, "aw", rng)  # noqa: E731
-        timings[name] = seconds_per_iteration(step, args.steps)
+    torch.manual_seed(0)
+    g, d = Generator(), Discriminator(sn=hook_spectral_norm)
+    g_opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.0, 0.9))
+    d_opt = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.0, 0.9))
+    reference_rng = torch.Generator().manual_seed(0)
 
+    torch.manual_seed(0)
+    ours_g, ours_d, ours_g_opt, ours_d_opt = build_gan(100, 2e-4)
+    real_nhwc = real.contiguous(memory_format=torch.channels_last)
+    ours_rng = torch.Generator().manual_seed(0)
+
+    timings = interleaved_medians({
+        "reference": lambda: reference_iteration(g, d, g_opt, d_opt, real, labels, reference_rng),
+        "nbcode": lambda: gan_iteration(ours_g, ours_d, ours_g_opt, ours_d_opt, real_nhwc, labels, "aw", ours_rng),
+    }, args.steps)
     print(f"reference (SN hooks, separate G calls):  {1000 * timings['reference']:8.1f} ms/iteration")
-    print(f"nbcode (shared fake batch, frozen D):    {1000 * timings['nbcode']:8.1f} ms/iteration")
+    print(f"nbcode (shared fake, frozen D, NHWC):     {1000 * timings['nbcode']:8.1f} ms/iteration")
     print(f"ratio: {timings['reference'] / timings['nbcode']:.2f}x  (bar: >= 1.3x)")
 
 

@@ -44,7 +44,7 @@ class Generator(nn.Module):
     def normalise(self, i: int, x: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         norm = self.norms[i]
         x = norm(x, labels) if self.num_classes else norm(x)
-        return nn.functional.leaky_relu(x, SLOPE)
+        return nn.functional.leaky_relu(x, SLOPE, inplace=True)  # x is a fresh tensor here
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         if z.dim() != 2 or z.shape[1] != self.latent:
@@ -70,7 +70,7 @@ class Discriminator(nn.Module):
         layers, previous = [], 3
         for i, width in enumerate(widths):
             kernel, stride = (3, 1) if i % 2 == 0 else (4, 2)
-            layers += [sn(nn.Conv2d(previous, width, kernel, stride, padding=1)), nn.LeakyReLU(SLOPE)]
+            layers += [sn(nn.Conv2d(previous, width, kernel, stride, padding=1)), nn.LeakyReLU(SLOPE, inplace=True)]
             previous = width
         self.features = nn.Sequential(*layers)
         size = 32 // 2 ** (len(widths) // 2)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
@@ -81,6 +82,21 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
             e.copy_(b)
 
 
+def build_gan(num_classes: int, lr: float, device: torch.device | str = "cpu"
+              ) -> tuple[Generator, Discriminator, torch.optim.Adam, torch.optim.Adam]:
+    """A fresh generator and discriminator with their Adam optimisers (betas (0, 0.9), as in the paper).
+
+    Both networks are stored channels_last (NHWC): on a CPU their convolutions then take oneDNN's
+    fast path, about 15% faster per iteration at batch 64 (benchmarks/gan_step.py). Feed the
+    discriminator real images in the same layout: `x.contiguous(memory_format=torch.channels_last)`.
+    """
+    g = Generator(num_classes).to(device, memory_format=torch.channels_last)
+    d = Discriminator(num_classes).to(device, memory_format=torch.channels_last)
+    g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.0, 0.9))
+    d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.0, 0.9))
+    return g, d, g_opt, d_opt
+
+
 def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, d_opt: torch.optim.Optimizer,
                   real: torch.Tensor, labels: torch.Tensor | None, loss: str, rng: torch.Generator) -> dict:
     """One discriminator update, then one generator update, sharing one generated batch.
@@ -89,7 +105,10 @@ def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, 
     from them detached, then the generator's loss (eq. 5) back-propagates through the same
     forward pass, which the discriminator update has not touched. The discriminator scores real
     and generated images in separate calls, so that the aw rule differentiates each loss through
-    its own half of the batch only; its parameters are frozen during the generator's backward.
+    its own half of the batch only, but with one set of spectrally normalised weights
+    (`parametrize.cached`): both halves see the same function, and the power iteration advances
+    once per discriminator update, as in Miyato et al.'s Algorithm 1. The discriminator's
+    parameters are frozen during the generator's backward.
 
     Args:
         real: (B, 3, 32, 32) in [-1, 1]; labels: (B,) int64, or None for an unconditional GAN.
@@ -101,16 +120,18 @@ def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, 
     fake_labels = None if labels is None else torch.randint(0, d.num_classes, (batch,), generator=rng,
                                                             device=real.device)
     fake = g(torch.randn(batch, LATENT, generator=rng, device=real.device), fake_labels)
-    real_out, fake_out = d(real, labels), d(fake.detach(), fake_labels)
-    loss_real, loss_fake = hinge_real(real_out), hinge_fake(fake_out)
-    stats = {"d_loss": (loss_real + loss_fake).item(), "real_score": torch.sigmoid(real_out.detach()).mean().item(),
-             "fake_score": torch.sigmoid(fake_out.detach()).mean().item()}
-    if loss == "aw":
-        weights = aw_discriminator_backward(d, real_out, fake_out, loss_real, loss_fake)
-        stats.update(w_real=weights.w_real, w_fake=weights.w_fake, case=weights.case)
-    else:
-        d_opt.zero_grad(set_to_none=True)
-        (loss_real + loss_fake).backward()
+    with parametrize.cached():  # one set of normalised weights (one power iteration) for both calls
+        real_out, fake_out = d(real, labels), d(fake.detach(), fake_labels)
+        loss_real, loss_fake = hinge_real(real_out), hinge_fake(fake_out)
+        stats = {"d_loss": (loss_real + loss_fake).item(),
+                 "real_score": torch.sigmoid(real_out.detach()).mean().item(),
+                 "fake_score": torch.sigmoid(fake_out.detach()).mean().item()}
+        if loss == "aw":
+            weights = aw_discriminator_backward(d, real_out, fake_out, loss_real, loss_fake)
+            stats.update(w_real=weights.w_real, w_fake=weights.w_fake, case=weights.case)
+        else:
+            d_opt.zero_grad(set_to_none=True)
+            (loss_real + loss_fake).backward()
     d_opt.step()
 
     d.requires_grad_(False)
@@ -149,11 +170,9 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
     num_classes = len(train.classes) if settings.conditional else 0
     images, labels = train.images.to(device), train.labels.to(device)
     torch.manual_seed(seed)
-    g, d = Generator(num_classes).to(device), Discriminator(num_classes).to(device)
-    g_ema = Generator(num_classes).to(device).eval()
+    g, d, g_opt, d_opt = build_gan(num_classes, settings.lr, device)
+    g_ema = Generator(num_classes).to(device, memory_format=torch.channels_last).eval()
     g_ema.load_state_dict(g.state_dict())
-    g_opt = torch.optim.Adam(g.parameters(), lr=settings.lr, betas=(0.0, 0.9))
-    d_opt = torch.optim.Adam(d.parameters(), lr=settings.lr, betas=(0.0, 0.9))
     architecture = f"SNGAN(classes={num_classes})"
     step, log = 0, {"d_loss": [], "g_loss": [], "real_score": [], "fake_score": [], "w_real": [], "w_fake": [],
                     "case": []}
@@ -181,6 +200,7 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
         index = batch_indices(len(labels), batch, step, seed).to(device)
         real = to_gan_range(images[index])
         real = torch.where(torch.rand(batch, 1, 1, 1, generator=rng, device=device) < 0.5, real.flip(3), real)
+        real = real.contiguous(memory_format=torch.channels_last)  # the layout of build_gan's networks
         stats = gan_iteration(g, d, g_opt, d_opt, real, labels[index] if num_classes else None, settings.loss, rng)
         update_ema(g_ema, g, min(settings.ema, (1 + step) / (10 + step)))  # short warm-up of the average
 

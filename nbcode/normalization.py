@@ -91,7 +91,7 @@ class ConditionalBatchNorm2d(nn.Module):
             raise ValueError(f"expected x of shape (B, {self.num_features}, H, W), got {tuple(x.shape)}")
         check_labels(labels, x.shape[0], self.num_classes)
         gain, bias = self.embed(labels).chunk(2, dim=1)
-        return gain[:, :, None, None] * self.bn(x) + bias[:, :, None, None]
+        return torch.addcmul(bias[:, :, None, None], gain[:, :, None, None], self.bn(x))  # gain * BN(x) + bias
 
 
 def check_labels(labels: torch.Tensor, batch_size: int, num_classes: int) -> None:

@@ -1,11 +1,14 @@
+import copy
 import dataclasses
 
 import pytest
 import torch
+from torch.nn.utils import parametrize
 
 from nbcode.gan import Discriminator, Generator
-from nbcode.gan_train import GANDivergedError, GANSettings, load_trained_generator, to_uint8, train_gan
-from nbcode.losses import adaptive_weights, aw_discriminator_backward, hinge_fake, hinge_real
+from nbcode.gan_train import (GANDivergedError, GANSettings, build_gan, gan_iteration, load_trained_generator,
+                              to_uint8, train_gan)
+from nbcode.losses import adaptive_weights, hinge_fake, hinge_real
 from nbcode.profiles import get_profile
 from nbcode.resnet import count_parameters
 
@@ -40,26 +43,34 @@ def test_bad_input_gets_clear_errors():
         Discriminator()(torch.randn(2, 3, 28, 28), torch.tensor([0, 1]))
 
 
-def test_one_discriminator_step_follows_the_aw_rule():
+def test_one_training_iteration_changes_d_as_the_aw_rule_says():
     torch.manual_seed(0)
-    g, d = Generator(), Discriminator()
+    g, d, _, _ = build_gan(100, 2e-4)
+    g_copy, d_copy = copy.deepcopy(g), copy.deepcopy(d)  # same weights, same u and v, same BN statistics
     real, labels = torch.rand(8, 3, 32, 32) * 2 - 1, torch.randint(0, 100, (8,))
+    lr = 0.01
+
+    # The expected update, computed independently with the same random draws as gan_iteration.
+    rng = torch.Generator().manual_seed(5)
+    fake_labels = torch.randint(0, 100, (8,), generator=rng)
     with torch.no_grad():
-        fake = g(torch.randn(8, 128), labels)
-    out = d(torch.cat([real, fake]), torch.cat([labels, labels]))
-    real_out, fake_out = out[:8], out[8:]
-    loss_real, loss_fake = hinge_real(real_out), hinge_fake(fake_out)
-    params = list(d.parameters())
-    g_r = torch.cat([x.flatten() for x in torch.autograd.grad(loss_real, params, retain_graph=True)])
-    g_f = torch.cat([x.flatten() for x in torch.autograd.grad(loss_fake, params, retain_graph=True)])
+        fake = g_copy(torch.randn(8, 128, generator=rng), fake_labels)
+    params = list(d_copy.parameters())
+    with parametrize.cached():
+        real_out, fake_out = d_copy(real, labels), d_copy(fake, fake_labels)
+        g_r = torch.cat([x.flatten() for x in torch.autograd.grad(hinge_real(real_out), params, retain_graph=True)])
+        g_f = torch.cat([x.flatten() for x in torch.autograd.grad(hinge_fake(fake_out), params)])
     expected = adaptive_weights(g_r, g_f, torch.sigmoid(real_out).mean().item(), torch.sigmoid(fake_out).mean().item())
-    before = torch.cat([p.detach().flatten() for p in params])
-    weights = aw_discriminator_backward(d, real_out, fake_out, loss_real, loss_fake)
-    torch.optim.SGD(params, lr=0.01).step()
-    after = torch.cat([p.detach().flatten() for p in params])
-    assert (weights.w_real, weights.w_fake, weights.case) == (expected.w_real, expected.w_fake, expected.case)
-    torch.testing.assert_close(after - before, -0.01 * (expected.w_real * g_r + expected.w_fake * g_f),
+
+    before = torch.cat([p.detach().flatten() for p in d.parameters()])
+    stats = gan_iteration(g, d, torch.optim.SGD(g.parameters(), lr=lr), torch.optim.SGD(d.parameters(), lr=lr),
+                          real, labels, "aw", torch.Generator().manual_seed(5))
+    after = torch.cat([p.detach().flatten() for p in d.parameters()])
+    assert (stats["w_real"], stats["w_fake"], stats["case"]) == (expected.w_real, expected.w_fake, expected.case)
+    torch.testing.assert_close(after - before, -lr * (expected.w_real * g_r + expected.w_fake * g_f),
                                rtol=1e-4, atol=1e-6)  # p + delta - p loses ~1e-7 to rounding
+    assert not torch.equal(torch.cat([p.detach().flatten() for p in g.parameters()]),
+                           torch.cat([p.detach().flatten() for p in g_copy.parameters()]))  # then G stepped
 
 
 def test_training_resumes_exactly_and_caches(tmp_path):
