@@ -33,7 +33,7 @@ import torch
 
 from nbcode.checkpoint import runs_root
 from nbcode.display import show_source
-from nbcode.gan_train import GANSettings, gan_iteration, train_gan
+from nbcode.gan_train import GANSettings, build_gan, gan_iteration, train_gan
 from nbcode.losses import AW_CASES
 from nbcode.profiles import describe, get_profile, pick_device
 
@@ -54,12 +54,19 @@ print(describe(profile, device))
 show_source(gan_iteration)
 
 # %% [markdown]
-# Two choices there are about speed, measured in `benchmarks/gan_step.py`: one generated batch
+# Three choices there are about speed, measured in `benchmarks/gan_step.py`: one generated batch
 # serves both updates (as in PyTorch's DCGAN example), and the discriminator sees real and
 # generated images in *separate* calls. The common advice is to concatenate them into one call;
 # with the aw loss that is slower, because each of the two gradients $g_r$ and $g_f$ must then
-# be back-propagated through the whole concatenated batch instead of its own half.
-#
+# be back-propagated through the whole concatenated batch instead of its own half. The two calls
+# share one set of spectrally normalised weights (`parametrize.cached`), so they score with the
+# same function and the power iteration of notebook 3 advances once per discriminator update.
+# The networks come from `build_gan` in channels_last layout, which is faster on a CPU:
+
+# %%
+show_source(build_gan)
+
+# %% [markdown]
 # We also keep an exponential moving average (decay 0.999) of the generator's weights and sample
 # from it, a standard trick that the paper does not mention; the raw generator is kept too.
 
