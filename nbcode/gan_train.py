@@ -107,8 +107,9 @@ def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, 
     and generated images in separate calls, so that the aw rule differentiates each loss through
     its own half of the batch only, but with one set of spectrally normalised weights
     (`parametrize.cached`): both halves see the same function, and the power iteration advances
-    once per discriminator update, as in Miyato et al.'s Algorithm 1. The discriminator's
-    parameters are frozen during the generator's backward.
+    once per iteration, in the discriminator update, as in Miyato et al.'s Algorithm 1. For the
+    generator's step the discriminator is frozen: no gradients for its parameters, and in eval
+    mode, so its spectral norms reuse u and v instead of iterating again.
 
     Args:
         real: (B, 3, 32, 32) in [-1, 1]; labels: (B,) int64, or None for an unconditional GAN.
@@ -134,12 +135,12 @@ def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, 
             (loss_real + loss_fake).backward()
     d_opt.step()
 
-    d.requires_grad_(False)
+    d.requires_grad_(False).eval()  # frozen: no parameter gradients, no power-iteration step
     g_loss = hinge_generator(d(fake, fake_labels))
     g_opt.zero_grad(set_to_none=True)
     g_loss.backward()
     g_opt.step()
-    d.requires_grad_(True)
+    d.requires_grad_(True).train()
     return stats | {"g_loss": g_loss.item()}
 
 

@@ -60,7 +60,8 @@ show_source(gan_iteration)
 # with the aw loss that is slower, because each of the two gradients $g_r$ and $g_f$ must then
 # be back-propagated through the whole concatenated batch instead of its own half. The two calls
 # share one set of spectrally normalised weights (`parametrize.cached`), so they score with the
-# same function and the power iteration of notebook 3 advances once per discriminator update.
+# same function and the power iteration of notebook 3 advances once per iteration, in the
+# discriminator update (the generator's step calls the frozen discriminator in eval mode).
 # The networks come from `build_gan` in channels_last layout, which is faster on a CPU:
 
 # %%

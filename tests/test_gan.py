@@ -71,6 +71,10 @@ def test_one_training_iteration_changes_d_as_the_aw_rule_says():
                                rtol=1e-4, atol=1e-6)  # p + delta - p loses ~1e-7 to rounding
     assert not torch.equal(torch.cat([p.detach().flatten() for p in g.parameters()]),
                            torch.cat([p.detach().flatten() for p in g_copy.parameters()]))  # then G stepped
+    u_after = {name: u for name, u in d.named_buffers() if name.endswith(".u")}
+    u_copy = {name: u for name, u in d_copy.named_buffers() if name.endswith(".u")}
+    assert len(u_after) == 9 and all(torch.equal(u_after[k], u_copy[k]) for k in u_copy)  # one power step only
+    assert d.training and all(p.requires_grad for p in d.parameters())
 
 
 def test_training_resumes_exactly_and_caches(tmp_path):
