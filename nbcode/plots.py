@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 
@@ -32,3 +33,16 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+
+def smoothing_window(n: int, points: int = 50) -> int:
+    """The window of `moving_average` for a curve of n values: n // points, at least 1."""
+    return max(1, n // points)
+
+
+def moving_average(values: Sequence[float], points: int = 50) -> np.ndarray:
+    """A training curve smoothed by its mean over `smoothing_window(len(values), points)` consecutive
+    values, one output per full window position: (len(values) - window + 1,)."""
+    window = smoothing_window(len(values), points)
+    return np.convolve(values, np.ones(window) / window, mode="valid")

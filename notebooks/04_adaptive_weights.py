@@ -27,6 +27,7 @@ import torch
 from nbcode.display import show_source
 from nbcode.losses import (ALPHA1, ALPHA2, AW_CASES, DELTA, EPSILON, adaptive_weights,
                            aw_discriminator_backward)
+from nbcode.plots import moving_average, smoothing_window
 from nbcode.profiles import describe, get_profile, pick_device
 from nbcode.toy_gan import mode_coverage, ring_centres, train_toy_gan
 
@@ -183,10 +184,9 @@ left.set_ylabel("share of discriminator steps")
 left.set_title("How often each aw case fires")
 left.legend(fontsize=7)
 first = runs["aw"][0]
-window = max(1, len(first.w_real) // 50)
-smooth = np.ones(window) / window
-right.plot(np.convolve(first.w_real, smooth, mode="valid"), label="w_r")
-right.plot(np.convolve(first.w_fake, smooth, mode="valid"), label="w_f")
+window = smoothing_window(len(first.w_real))
+right.plot(moving_average(first.w_real), label="w_r")
+right.plot(moving_average(first.w_fake), label="w_f")
 right.set_yscale("log")
 right.set_xlabel("iteration")
 right.set_ylabel(f"weight (moving mean over {window} steps)")

@@ -35,6 +35,7 @@ from nbcode.checkpoint import runs_root
 from nbcode.display import show_source
 from nbcode.gan_train import GANSettings, build_gan, gan_iteration, train_gan
 from nbcode.losses import AW_CASES
+from nbcode.plots import moving_average, smoothing_window
 from nbcode.profiles import describe, get_profile, pick_device
 
 torch.manual_seed(0)
@@ -89,20 +90,15 @@ print(f"parameters: generator {record['parameters']['generator']:,}, "
 # the mean sigmoid scores $r_s$ and $f_s$ that the aw rule reads (moving averages).
 
 # %%
-def smooth(values: list[float]) -> np.ndarray:
-    window = max(1, len(values) // 50)
-    return np.convolve(values, np.ones(window) / window, mode="valid")
-
-
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6))
-left.plot(smooth(log["d_loss"]), label="D: L_r + L_f")
-left.plot(smooth(log["g_loss"]), label="G: -E[D(G(z))]")
+left.plot(moving_average(log["d_loss"]), label="D: L_r + L_f")
+left.plot(moving_average(log["g_loss"]), label="G: -E[D(G(z))]")
 left.set_xlabel("iteration")
 left.set_ylabel("loss")
 left.set_title("Losses (moving average)")
 left.legend()
-right.plot(smooth(log["real_score"]), label="r_s (real)")
-right.plot(smooth(log["fake_score"]), label="f_s (generated)")
+right.plot(moving_average(log["real_score"]), label="r_s (real)")
+right.plot(moving_average(log["fake_score"]), label="f_s (generated)")
 right.axhline(0.5, color="grey", lw=0.8, ls="--", label="α1 = 0.5")
 right.axhline(0.75, color="grey", lw=0.8, ls=":", label="α2 = 0.75")
 right.set_xlabel("iteration")
@@ -117,7 +113,7 @@ plt.show()
 
 # %%
 cases = np.array(log["case"])
-window = max(1, len(cases) // 20)
+window = smoothing_window(len(cases), points=20)
 starts = np.arange(0, len(cases) - window + 1, window)
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6))
 bottom = np.zeros(len(starts))
@@ -129,8 +125,8 @@ left.set_xlabel("iteration")
 left.set_ylabel(f"share of steps (bins of {window})")
 left.set_title("aw cases through training")
 left.legend(fontsize=7)
-right.plot(smooth(log["w_real"]), label="w_r")
-right.plot(smooth(log["w_fake"]), label="w_f")
+right.plot(moving_average(log["w_real"]), label="w_r")
+right.plot(moving_average(log["w_fake"]), label="w_f")
 right.set_yscale("log")
 right.set_xlabel("iteration")
 right.set_ylabel("weight")
