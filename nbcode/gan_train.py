@@ -13,6 +13,7 @@ last good checkpoint stays on disk. Sample grids from fixed noise and labels are
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 from dataclasses import asdict, dataclass
@@ -172,8 +173,7 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
     images, labels = train.images.to(device), train.labels.to(device)
     torch.manual_seed(seed)
     g, d, g_opt, d_opt = build_gan(num_classes, settings.lr, device)
-    g_ema = Generator(num_classes).to(device, memory_format=torch.channels_last).eval()
-    g_ema.load_state_dict(g.state_dict())
+    g_ema = copy.deepcopy(g).eval()  # the average starts as the generator itself
     architecture = f"SNGAN(classes={num_classes})"
     step, log = 0, {"d_loss": [], "g_loss": [], "real_score": [], "fake_score": [], "w_real": [], "w_fake": [],
                     "case": []}
