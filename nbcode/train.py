@@ -221,7 +221,8 @@ def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 
         step, history, seconds = state["step"], state["history"], state["seconds"]
 
     record = {"kind": "classifier", "run": folder.name, "architecture": architecture,
-              "width_factor": width_factor, "num_classes": len(train.classes), "parameters": count_parameters(model), "recipe": asdict(recipe), "profile": profile.name,
+              "width_factor": width_factor, "num_classes": len(train.classes),
+              "parameters": count_parameters(model), "recipe": asdict(recipe), "profile": profile.name,
               "steps": steps, "batch": profile.classifier_batch, "seed": seed, "dataset": train.name,
               "data": {"train": train.describe(), "validation": validation.describe(), "test": test.describe()},
               "eval_images": {name: len(y_) for name, (_, y_) in scored.items()},
