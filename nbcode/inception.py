@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.util
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -43,7 +44,9 @@ def fid_helper_weights() -> Path:
 
 def load_fid_helper_model(path: Path | None = None) -> torch.jit.ScriptModule:
     """The TorchScript feature network: (B, 3, 299, 299) float in [-1, 1] -> (B, 2048) pool features."""
-    return torch.jit.load(str(path or fid_helper_weights()), map_location="cpu").eval()
+    with warnings.catch_warnings():  # torch >= 2.10 deprecates TorchScript; this file is only ever read
+        warnings.filterwarnings("ignore", message=".*torch.jit.load.*", category=FutureWarning)
+        return torch.jit.load(str(path or fid_helper_weights()), map_location="cpu").eval()
 
 
 def convert_fid_helper_weights(source: Path | None = None) -> dict[str, torch.Tensor]:

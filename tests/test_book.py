@@ -70,10 +70,11 @@ def test_every_page_loads_with_images_math_and_no_errors(html):
 def test_landing_page_sets_the_papers_claims_beside_ours(html):
     intro = (BOOK / "intro.md").read_text()
     assert "| result | ours | paper | dataset | profile | budget | commit |" in intro
-    assert "57.7 ± 2.3%" in intro and "FID 38.27" in intro
+    assert "57.7 ± 2.3%" in intro and "FID 38.27" in intro and "LPIPS 0.23 (settings not stated)" in intro
     assert "| smoke |" in intro
     results = (html / "results.html").read_text()
     assert "test accuracy" in results and "FID" in results
+    assert "LPIPS to the nearest training image" in results and "training images by pixel L2" in results
 
 
 def test_a_failing_notebook_fails_the_build_and_names_it(tmp_path, monkeypatch):

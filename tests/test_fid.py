@@ -8,7 +8,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 
 import nbcode.fid
 from nbcode.data import make_synthetic
-from nbcode.fid import LabelledSampler, fid_kid, lpips_available, lpips_to_nearest
+from nbcode.fid import LabelledSampler, fid_kid, sample_images
 from nbcode.gan import Generator
 from nbcode.inception import FEATURE_EXTRACTOR, load_fid_helper_model, offline_inception_weights
 
@@ -65,10 +65,10 @@ def test_reference_statistics_are_computed_once(monkeypatch):
     assert again["n_reference"] == 48 and again["fid"] > 0
 
 
-def test_lpips_runs_on_the_real_backbone_or_is_refused_plainly():
-    images = make_synthetic("test", n=4).images
-    if lpips_available():  # AlexNet weights cached: a real LPIPS, zero for identical images
-        assert lpips_to_nearest(images, images).abs().max().item() < 1e-4
-    else:
-        with pytest.raises(RuntimeError, match="LPIPS is unavailable"):
-            lpips_to_nearest(images, images)
+def test_sample_images_draws_the_samplers_labels_in_batches():
+    torch.manual_seed(0)
+    g = Generator(num_classes=10).eval()
+    images = sample_images(g, 7, seed=3, batch_size=3)
+    assert images.shape == (7, 3, 32, 32) and images.dtype == torch.uint8
+    z = torch.randn(7, 128, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(images, LabelledSampler(g, seed=3)(z))  # same labels whatever the batch size
