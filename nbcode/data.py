@@ -14,8 +14,10 @@ Environment variables:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import pickle
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_integrity
 
 from nbcode.profiles import Profile
+from nbcode.safe_pickle import UnsafePickleError, load_numpy_pickle
 
 DATA_VARIABLE = "NBCODE_DATA"
 DATASET_VARIABLE = "NBCODE_DATASET"
@@ -83,6 +86,13 @@ class ImageData:
                   else "local copy, md5 NOT checked")
         return f"{self.name} {self.split}: {len(self):,} images, {len(self.classes)} classes ({source})"
 
+    def fingerprint(self) -> str:
+        """Sixteen hex digits of a SHA-256 of the pixels and labels: two sets with the same name and
+        size but other images (another copy, another stand-in) get other fingerprints."""
+        digest = hashlib.sha256(self.images.contiguous().numpy().tobytes())
+        digest.update(self.labels.numpy().tobytes())
+        return digest.hexdigest()[:16]
+
     def take(self, index: torch.Tensor, split: str | None = None) -> ImageData:
         """The images at `index` (an int64 tensor), optionally under another split name."""
         coarse = None if self.coarse_labels is None else self.coarse_labels[index]
@@ -123,12 +133,19 @@ def download(name: str, root: str | Path | None = None) -> Path:
 
 
 def _read_pickle(path: Path) -> dict:
+    """A CIFAR pickle, read by an unpickler that admits numpy arrays, dicts, lists, strings and
+    numbers only; the file must hold a dict."""
     try:
-        with open(path, "rb") as f:
-            return pickle.load(f, encoding="latin1")
+        entry = load_numpy_pickle(path, encoding="latin1")
+    except UnsafePickleError as err:
+        raise DataCorruptError(f"{path} is not a CIFAR file: {err}. Delete it and download again.") from err
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, OSError) as err:
         raise DataCorruptError(f"{path} could not be read ({type(err).__name__}: {err}). The file is truncated "
                                f"or corrupted: delete it and download again.") from err
+    if not isinstance(entry, dict):
+        raise DataCorruptError(f"{path} holds a {type(entry).__name__}, not the dict of a CIFAR file: delete it "
+                               f"and download again.")
+    return entry
 
 
 def _split_files(name: str, split: str) -> list[tuple[str, str]]:
@@ -182,23 +199,44 @@ def load_cifar(name: str, split: str = "train", root: str | Path | None = None,
         warnings.warn(f"loading {folder} WITHOUT the md5 check: results on this copy are not comparable "
                       f"to published figures", stacklevel=2)
 
+    meta_path = folder / files[-1][0]
+    meta = _read_pickle(meta_path)
+    classes = meta.get("fine_label_names", meta.get("label_names"))
+    coarse_classes = meta.get("coarse_label_names")
+    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+        raise DataCorruptError(f"{meta_path} holds no list of class names; it is corrupted: delete it and "
+                               f"download again.")
     images, fine, coarse = [], [], []
     for file_name, _ in files[:-1]:
         path = folder / file_name
         entry = _read_pickle(path)
-        labels = entry.get("labels", entry.get("fine_labels"))
-        data = np.asarray(entry.get("data", []))
-        if labels is None or data.ndim != 2 or data.shape != (len(labels), 3 * 32 * 32):
-            raise DataCorruptError(f"{path} does not hold (N, 3072) images with N labels; it is corrupted: "
-                                   f"delete it and download again.")
-        images.append(torch.from_numpy(data).view(-1, 3, 32, 32))
-        fine.append(torch.as_tensor(labels, dtype=torch.int64))
-        if "coarse_labels" in entry:
-            coarse.append(torch.as_tensor(entry["coarse_labels"], dtype=torch.int64))
-    meta = _read_pickle(folder / files[-1][0])
-    classes = meta.get("fine_label_names", meta.get("label_names"))
+        data, labels = _check_batch(path, entry, "fine_labels" if name == "cifar100" else "labels", len(classes))
+        images.append(data)
+        fine.append(labels)
+        if coarse_classes is not None:
+            coarse.append(_check_batch(path, entry, "coarse_labels", len(coarse_classes))[1])
     return ImageData(torch.cat(images), torch.cat(fine), list(classes), name, split, verify,
-                     torch.cat(coarse) if coarse else None, meta.get("coarse_label_names"))
+                     torch.cat(coarse) if coarse else None, coarse_classes)
+
+
+def _check_batch(path: Path, entry: dict, label_key: str, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, 3, 32, 32) uint8 images and (N,) int64 labels of one batch file, after checking that
+    the file holds exactly that; a DataCorruptError names the file and what is wrong."""
+    fix = "it is corrupted or not a CIFAR file: delete it and download again."
+    data, labels = entry.get("data"), entry.get(label_key)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
+        raise DataCorruptError(f"{path}: 'data' is not a uint8 array ({type(data).__name__} "
+                               f"{getattr(data, 'dtype', '')}); {fix}")
+    if not isinstance(labels, list) or not all(isinstance(y, (int, np.integer)) for y in labels):
+        raise DataCorruptError(f"{path}: {label_key!r} is not a list of integer labels; {fix}")
+    if data.ndim != 2 or data.shape != (len(labels), 3 * 32 * 32):
+        raise DataCorruptError(f"{path} does not hold (N, 3072) images with N labels (data {data.shape}, "
+                               f"{len(labels)} labels); {fix}")
+    labels = torch.tensor(labels, dtype=torch.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataCorruptError(f"{path}: {label_key!r} holds labels outside [0, {num_classes}) "
+                               f"({labels.min().item()} to {labels.max().item()}); {fix}")
+    return torch.from_numpy(data).view(-1, 3, 32, 32), labels
 
 
 def make_synthetic(split: str = "train", n: int | None = None, num_classes: int = 100,
@@ -345,7 +383,15 @@ def main() -> None:
     fetch.add_argument("name", choices=[n for n in DATASETS if n != "synthetic"])
     fetch.add_argument("--root", default=None, help=f"data root (default: ${DATA_VARIABLE} or ~/.cache/nbcode/data)")
     args = parser.parse_args()
-    print(download(args.name, args.root))
+    try:
+        print(download(args.name, args.root))
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; torchvision raises RuntimeError
+        cls = TORCHVISION_CLASSES[args.name]
+        root = data_root(args.root)
+        sys.exit(f"The download of {args.name} failed ({type(error).__name__}: {error}).\n"
+                 f"Without internet, place the files by hand: fetch {cls.url} on a machine that has it, copy "
+                 f"it to {root} and unpack it there (tar xzf {cls.filename} -C {root}), so that "
+                 f"{root / cls.base_folder} holds the batch files; then run this command again to check them.")
 
 
 if __name__ == "__main__":

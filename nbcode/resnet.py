@@ -63,6 +63,9 @@ class DSResNet(nn.Module):
 
     def __init__(self, widths: tuple[int, ...] = PAPER_WIDTHS, num_classes: int = 100, width_factor: int = 1):
         super().__init__()
+        if isinstance(width_factor, bool) or not isinstance(width_factor, int) or width_factor < 1:
+            raise ValueError(f"width_factor must be an integer >= 1 (1: the paper's 94,372-parameter model, "
+                             f"2: its 334,052-parameter one), got {width_factor!r}")
         widths = tuple(w * width_factor for w in widths)
         self.widths = widths
         self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]),

@@ -8,15 +8,16 @@ Headless, e.g. on a GPU box (the notebook then finds the cached run):
     python -m nbcode.train classifier --profile paper --recipe improved
 
 Every run lives in its own folder under the runs root ($NBCODE_RUNS, default ~/.cache/nbcode/runs),
-named by what produced it: recipe, width, dataset, profile, steps x batch and seed. It holds
-`checkpoint.pt` (written atomically every evaluation) and `metrics.json` (the run record).
+named by what produced it: recipe, width, dataset, profile, steps x batch and seed, then a short
+hash of every setting and of the data actually loaded (`run_name`). It holds `checkpoint.pt`
+(written atomically every evaluation) and `metrics.json` (the run record); a lock on the folder
+makes a second process wait for the first one's result instead of training the run again.
 Batches and augmentation are drawn from (seed, step) alone, so a run resumed from a checkpoint
 ends with exactly the weights of an uninterrupted one.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +28,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nbcode.augment import Augmentation, augment_batch, prepare_batch
-from nbcode.checkpoint import git_commit, load_checkpoint, runs_root, save_checkpoint, write_json
+from nbcode.checkpoint import (git_commit, load_checkpoint, read_record, run_lock, runs_root, save_checkpoint,
+                               settings_hash, write_json)
 from nbcode.data import ImageData, batch_indices, channel_stats, dataset_name, load_for_profile
 from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
 from nbcode.resnet import DSResNet, count_parameters
@@ -152,10 +154,16 @@ def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.T
     return loss.detach()
 
 
-def run_name(recipe: str, width_factor: int, dataset: str, profile: Profile, seed: int) -> str:
-    """The folder name of a run: everything that determines its result."""
-    return (f"dsresnet-x{width_factor}-{recipe}-{dataset}-{profile.name}-"
-            f"{profile.classifier_steps}x{profile.classifier_batch}-seed{seed}")
+def run_name(recipe: Recipe, width_factor: int, train: ImageData, test: ImageData, profile: Profile,
+             seed: int) -> str:
+    """The folder name of a run: a readable part, then a hash of everything that determines its
+    result (every setting of the recipe, the width, the data actually loaded, the budgets, the seed)."""
+    budgets = ("train_limit", "classifier_steps", "classifier_batch", "eval_every", "eval_images")
+    key = {"recipe": asdict(recipe), "width_factor": width_factor, "seed": seed,
+           "budgets": {name: getattr(profile, name) for name in budgets},
+           "data": [[d.name, d.split, d.verified, len(d), d.fingerprint()] for d in (train, test)]}
+    return (f"dsresnet-x{width_factor}-{recipe.name}-{train.name}-{profile.name}-"
+            f"{profile.classifier_steps}x{profile.classifier_batch}-seed{seed}-{settings_hash(key)}")
 
 
 def final_accuracy(history: list[dict]) -> dict:
@@ -188,17 +196,24 @@ def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 
     """
     recipe = get_recipe(recipe_name)
     dataset = dataset_name(dataset)
-    folder = runs_root(runs_dir) / "classifier" / run_name(recipe.name, width_factor, dataset, profile, seed)
-    metrics_path, checkpoint_path = folder / "metrics.json", folder / "checkpoint.pt"
-    steps = profile.classifier_steps
-    if metrics_path.exists():
-        record = json.loads(metrics_path.read_text())
-        if record["step"] == steps:
-            return record | {"final": final_accuracy(record["history"])}
-
-    device = pick_device()
     full_train = load_for_profile(profile, "train", dataset)
     test = load_for_profile(profile, "test", dataset)
+    folder = runs_root(runs_dir) / "classifier" / run_name(recipe, width_factor, full_train, test, profile, seed)
+    with run_lock(folder):  # a second process asking for this run waits, then reads the result
+        record = read_record(folder / "metrics.json")
+        if record is not None and record.get("step") == profile.classifier_steps and "final" in record:
+            return record
+        return _train_classifier_locked(recipe, profile, width_factor, full_train, test, seed, folder, progress,
+                                        stop_after)
+
+
+def _train_classifier_locked(recipe: Recipe, profile: Profile, width_factor: int, full_train: ImageData,
+                             test: ImageData, seed: int, folder: Path, progress: bool,
+                             stop_after: int | None) -> dict:
+    """The body of train_classifier, run while holding the run folder's lock."""
+    metrics_path, checkpoint_path = folder / "metrics.json", folder / "checkpoint.pt"
+    steps = profile.classifier_steps
+    device = pick_device()
     train, validation = split_validation(full_train, seed=seed)
     mean, std = channel_stats(train.images)
     images, labels = train.images.to(device), train.labels.to(device)
@@ -212,13 +227,14 @@ def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 
     architecture = f"DSResNet(widths={model.widths}, classes={len(train.classes)})"
     model = model.to(device, memory_format=torch.channels_last)
     optimizer, schedule = make_optimizer(model, recipe, steps)
-    step, history, seconds = 0, [], 0.0
+    done, history, seconds = 0, [], 0.0
     if checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, architecture, device)
+        state = load_checkpoint(checkpoint_path, architecture, device,
+                                keys=("step", "history", "seconds", "model", "optimizer", "schedule"))
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        step, history, seconds = state["step"], state["history"], state["seconds"]
+        done, history, seconds = state["step"], state["history"], state["seconds"]
 
     record = {"kind": "classifier", "run": folder.name, "architecture": architecture,
               "width_factor": width_factor, "num_classes": len(train.classes),
@@ -229,8 +245,8 @@ def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 
               "device": str(device), "commit": git_commit()}
     last = min(steps, stop_after) if stop_after is not None else steps
     losses = []
-    bar = tqdm(range(step, last), initial=step, total=steps, desc=folder.name, disable=not progress)
-    started = time.perf_counter()
+    bar = tqdm(range(done, last), initial=done, total=steps, desc=folder.name, disable=not progress)
+    started, seconds_before = time.perf_counter(), seconds
     for step in bar:
         x, y = training_batch(images, labels, profile.classifier_batch, step, seed, mean, std, recipe.augmentation)
         losses.append(training_step(model, optimizer, x, y, recipe.label_smoothing))
@@ -244,15 +260,19 @@ def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 
             losses = []
             bar.set_postfix(val=f"{scores['validation']:.3f}", loss=f"{history[-1]['train_loss']:.3f}")
         if evaluate_now or done == last:
-            seconds_now = seconds + time.perf_counter() - started
+            seconds = seconds_before + time.perf_counter() - started
             save_checkpoint(checkpoint_path, {"architecture": architecture, "step": done, "history": history,
-                                              "seconds": seconds_now, "model": model.state_dict(),
+                                              "seconds": seconds, "model": model.state_dict(),
                                               "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict()})
-            record.update(step=done, history=history, train_seconds=seconds_now)
-            if done == steps:
-                record["final"] = final_accuracy(history)
-            write_json(metrics_path, record)
+            record.update(step=done, history=history, train_seconds=seconds)
+            write_json(metrics_path, record)  # progress a reader can follow; "final" is added once complete
     bar.close()
+    # Whatever the loop did (nothing, when the checkpoint already held the last step asked for),
+    # the record ends complete, consistent with the checkpoint, and on disk.
+    record.update(step=done, history=history, train_seconds=seconds)
+    if done == steps:
+        record["final"] = final_accuracy(history)
+    write_json(metrics_path, record)
     return record
 
 

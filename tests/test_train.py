@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from nbcode.checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from nbcode.data import load_for_profile
 from nbcode.profiles import get_profile
 from nbcode.train import get_recipe, load_trained_classifier, run_name, train_classifier
 
@@ -52,9 +53,10 @@ def test_finished_runs_are_loaded_not_retrained(tmp_path):
 
 
 def test_checkpoint_of_another_architecture_is_refused_clearly(tmp_path):
-    train_classifier("paper", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False, stop_after=4)
+    first = train_classifier("paper", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False, stop_after=4)
     runs = tmp_path / "classifier"
-    shutil.copytree(runs / run_name("paper", 1, "synthetic", TINY, 0), runs / run_name("paper", 2, "synthetic", TINY, 0))
+    train, test = load_for_profile(TINY, "train", "synthetic"), load_for_profile(TINY, "test", "synthetic")
+    shutil.copytree(runs / first["run"], runs / run_name(get_recipe("paper"), 2, train, test, TINY, 0))
     with pytest.raises(CheckpointMismatchError, match=r"not of 'DSResNet\(widths=\(64, 128, 192, 256\)"):
         train_classifier("paper", TINY, width_factor=2, dataset="synthetic", runs_dir=tmp_path, progress=False)
 
