@@ -196,8 +196,8 @@ def load_cifar(name: str, split: str = "train", root: str | Path | None = None,
                 f"Delete {folder} and run `python -m nbcode.data download {name}`; for a local copy that you "
                 f"trust, load with verify=False (or set {UNVERIFIED_VARIABLE}=1).")
     if not verify:
-        warnings.warn(f"loading {folder} WITHOUT the md5 check: results on this copy are not comparable "
-                      f"to published figures", stacklevel=2)
+        warnings.warn(f"loading the local {name} copy WITHOUT the md5 check ({UNVERIFIED_VARIABLE}=1 or "
+                      f"verify=False): results on it are not comparable to published figures", stacklevel=2)
 
     meta_path = folder / files[-1][0]
     meta = _read_pickle(meta_path)
@@ -313,8 +313,8 @@ def load_for_profile(profile: Profile, split: str = "train", name: str | None = 
         if not profile.allow_synthetic:
             raise
         num_classes = 10 if name == "cifar10" else 100
-        warnings.warn(f"{name} is not under {data_root(root)}; the {profile.name} profile uses SYNTHETIC "
-                      f"data instead", stacklevel=2)
+        warnings.warn(f"{name} is not in the data root (${DATA_VARIABLE}, default ~/.cache/nbcode/data); the "
+                      f"{profile.name} profile uses SYNTHETIC data instead", stacklevel=2)
         data = make_synthetic(split, num_classes=num_classes)
     if split == "train" and profile.train_limit is not None:
         data = data.subset(profile.train_limit)

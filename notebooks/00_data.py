@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -32,11 +32,12 @@ import torch
 
 from nbcode.augment import Augmentation, augment_batch
 from nbcode.data import channel_stats, load_for_profile
-from nbcode.display import show_source
+from nbcode.display import print_warnings_as_notes, show_source
 from nbcode.plots import image_grid
 from nbcode.profiles import describe, get_profile, pick_device
 
 torch.manual_seed(0)
+print_warnings_as_notes()  # notices as plain lines, without the paths of this machine
 profile = get_profile()
 device = pick_device()
 print(describe(profile, device))

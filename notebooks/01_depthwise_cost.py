@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -24,12 +24,13 @@ import torch
 
 from nbcode.cost import (cost_ratio, counted_macs, separable_conv, separable_conv_macs, separable_conv_params,
                          standard_conv, standard_conv_macs, standard_conv_params)
-from nbcode.display import show_source
+from nbcode.display import print_warnings_as_notes, show_source
 from nbcode.profiles import describe, get_profile, pick_device
 from nbcode.resnet import DSResNet, count_parameters
 from nbcode.timing import median_seconds
 
 torch.manual_seed(0)
+print_warnings_as_notes()  # notices as plain lines, without the paths of this machine
 profile = get_profile()
 device = pick_device()
 print(describe(profile, device))

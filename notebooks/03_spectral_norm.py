@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -24,13 +24,14 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from nbcode.display import show_source
+from nbcode.display import print_warnings_as_notes, show_source
 from nbcode.normalization import SpectralNorm
 from nbcode.profiles import describe, get_profile, pick_device
 from nbcode.timing import median_seconds
 from nbcode.toy_gan import train_toy_gan
 
 torch.manual_seed(0)
+print_warnings_as_notes()  # notices as plain lines, without the paths of this machine
 profile = get_profile()
 device = pick_device()
 print(describe(profile, device))

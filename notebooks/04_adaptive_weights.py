@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nbcode.display import show_source
+from nbcode.display import print_warnings_as_notes, show_source
 from nbcode.losses import (ALPHA1, ALPHA2, AW_CASES, DELTA, EPSILON, adaptive_weights,
                            aw_discriminator_backward)
 from nbcode.plots import moving_average, smoothing_window
@@ -32,6 +32,7 @@ from nbcode.profiles import describe, get_profile, pick_device
 from nbcode.toy_gan import mode_coverage, ring_centres, train_toy_gan
 
 torch.manual_seed(0)
+print_warnings_as_notes()  # notices as plain lines, without the paths of this machine
 profile = get_profile()
 device = pick_device()
 print(describe(profile, device))

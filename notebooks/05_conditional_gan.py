@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -21,7 +21,7 @@
 # %%
 import torch
 
-from nbcode.display import show_source
+from nbcode.display import print_warnings_as_notes, show_source
 from nbcode.gan import Discriminator, Generator, parameters_per_layer
 from nbcode.normalization import ConditionalBatchNorm2d
 from nbcode.profiles import describe, get_profile, pick_device
@@ -29,6 +29,7 @@ from nbcode.projection import ProjectionHead
 from nbcode.resnet import count_parameters
 
 torch.manual_seed(0)
+print_warnings_as_notes()  # notices as plain lines, without the paths of this machine
 profile = get_profile()
 device = pick_device()
 print(describe(profile, device))

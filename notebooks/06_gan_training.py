@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -32,13 +32,14 @@ import numpy as np
 import torch
 
 from nbcode.checkpoint import runs_root
-from nbcode.display import show_source
+from nbcode.display import print_warnings_as_notes, show_source
 from nbcode.gan_train import GANSettings, build_gan, gan_iteration, train_gan
 from nbcode.losses import AW_CASES
 from nbcode.plots import moving_average, smoothing_window
 from nbcode.profiles import describe, get_profile, pick_device
 
 torch.manual_seed(0)
+print_warnings_as_notes()  # notices as plain lines, without the paths of this machine
 profile = get_profile()
 device = pick_device()
 print(describe(profile, device))

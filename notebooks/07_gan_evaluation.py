@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from nbcode.data import load_for_profile
-from nbcode.display import show_source
+from nbcode.display import print_warnings_as_notes, show_source
 from nbcode.fid import fid_kid, sample_images, save_evaluation
 from nbcode.gan import LATENT
 from nbcode.gan_train import GANSettings, load_trained_generator, to_uint8, train_gan
@@ -32,6 +32,7 @@ from nbcode.plots import image_grid
 from nbcode.profiles import describe, get_profile, pick_device
 
 torch.manual_seed(0)
+print_warnings_as_notes()  # notices as plain lines, without the paths of this machine
 profile = get_profile()
 device = pick_device()
 print(describe(profile, device))

@@ -24,7 +24,7 @@ PATCHES = Path(__file__).parent / "lpips_patches"
 
 def patch(name: str) -> torch.Tensor:
     """(1, 3, 64, 64) in [-1, 1], as lpips.im2tensor(lpips.load_image(path)) makes it."""
-    rgb = np.asarray(Image.open(PATCHES / f"{name}.png").convert("RGB"))  # (H, W, 3) uint8
+    rgb = np.array(Image.open(PATCHES / f"{name}.png").convert("RGB"))  # (H, W, 3) uint8, writable
     return torch.from_numpy(rgb).permute(2, 0, 1).float().div(127.5).sub(1)[None]
 
 
