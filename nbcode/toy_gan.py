@@ -92,7 +92,7 @@ def train_toy_gan(loss: str, steps: int, seed: int, batch: int = 256, lr: float 
     g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.0, 0.9))
     d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.0, 0.9))
     run = ToyRun(loss, seed, torch.empty(0, 2))
-    for step in tqdm(range(steps), desc=f"toy GAN, {loss}, seed {seed}", disable=not progress, leave=False):
+    for step in tqdm(range(steps), desc=f"toy GAN, {loss}, seed {seed}", disable=not progress):
         real = sample_ring(batch, data)
         fake = g(torch.randn(batch, LATENT)).detach()
         out = d(torch.cat([real, fake])).squeeze(1)

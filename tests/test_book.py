@@ -92,3 +92,15 @@ def test_pages_without_records_say_so(monkeypatch, tmp_path):
     (tmp_path / "intro_header.md").write_text("# Title\n")
     write_pages("paper")
     assert "No finished runs at this profile" in (tmp_path / "intro.md").read_text()
+
+
+def test_no_chapter_shows_a_warning_or_a_path_of_this_machine(html):
+    import nbformat
+    machine_paths = [str(Path.home()), str(BOOK.parent), "/tmp/"]
+    for notebook in sorted((BOOK / "_generated").glob("*.ipynb")):
+        for cell in nbformat.read(notebook, as_version=4).cells:
+            for output in cell.get("outputs", []):
+                assert output.get("name") != "stderr", f"{notebook.name}: stderr output {output.get('text', '')[:300]}"
+                text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+                leaked = [path for path in machine_paths if path in text]
+                assert not leaked, f"{notebook.name}: output shows {leaked}: {text[:300]}"

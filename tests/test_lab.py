@@ -1,6 +1,7 @@
 """JupyterLab as a student meets it: `python -m nbcode.lab`, a double-click on a chapter, Run All,
 Ctrl+S, and the committed source unchanged. A real JupyterLab server (free port, no token) and
 headless Chromium (Debian's chromium, as in test_book.py), at the smoke profile."""
+import difflib
 import json
 import shutil
 import socket
@@ -34,7 +35,7 @@ def lab(tmp_path):
         pytest.fail("Chromium is missing: install it with `apt-get install chromium` (as .ci/run does)")
     port = free_port()
     command = lab_command("--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.token=",
-                          "--ServerApp.password=", "--allow-root",
+                          "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True", "--allow-root",
                           "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate")
     log = open(tmp_path / "lab.log", "w")
     server = subprocess.Popen(command, env=lab_environment(), stdout=log, stderr=subprocess.STDOUT)
@@ -104,13 +105,24 @@ def test_a_chapter_opens_as_a_notebook_runs_and_saves_without_changing_its_sourc
             assert source.read_bytes() == committed  # open + run + save: the source of truth is untouched
             assert git_diff(source) == "" or not clean
 
-            page.get_by_role("menuitem", name="File", exact=True).click()
-            page.get_by_role("menuitem", name="Close Tab", exact=True).click()
+            page.locator(".lm-TabBar-tab.jp-mod-current .lm-TabBar-tabCloseIcon").click()  # close the tab
+            expect(page.locator(".jp-NotebookPanel:visible")).to_have_count(0, timeout=30_000)
             open_by_double_click(page, lab, CHAPTER)  # reopen: outputs come back from the paired .ipynb
             expect(page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output img").first).to_be_visible(
                 timeout=30_000)
             page.wait_for_timeout(2000)  # widget views render asynchronously
             assert "Error displaying widget" not in page.locator(".jp-NotebookPanel:visible").inner_text()
+
+            page.locator(".jp-NotebookPanel:visible .jp-CodeCell .cm-content").last.click()  # edit one cell
+            page.keyboard.press("Control+End")
+            page.keyboard.type("\n# a student's edit")
+            page.keyboard.press("Escape")
+            page.keyboard.press("Control+s")
+            expect(page.locator(".jp-mod-current.jp-mod-dirty")).to_have_count(0, timeout=30_000)
+            changed = [line for line in difflib.unified_diff(committed.decode().splitlines(),
+                                                             source.read_text().splitlines(), lineterm="", n=0)
+                       if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+            assert changed == ["+# a student's edit"]  # only the edited cell changed
             browser.close()
     finally:
         source.write_bytes(committed)
