@@ -28,13 +28,14 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from nbcode.checkpoint import runs_root
+from nbcode.checkpoint import read_record, runs_root
 from nbcode.profiles import PROFILE_VARIABLE, PROFILES, get_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 GENERATED = BOOK / "_generated"
+RESULTS = ROOT / "results"  # committed records of full-budget runs (python -m nbcode.reproduce --export results)
 SETTINGS = ("NBCODE_DATASET", "NBCODE_DATA", "NBCODE_UNVERIFIED", "NBCODE_RUNS")
 PAPER = {"classifier x1": "57.7 ± 2.3% test (94,372 params)", "classifier x2": "65% test (334,052 params)",
          "gan conditional": "FID 38.27", "gan unconditional": "FID 32.00",
@@ -85,10 +86,35 @@ def load_records(profile: str) -> list[dict]:
     """Every run record (classifier, GAN, evaluation) under the runs root made at `profile`."""
     records = []
     for path in sorted(runs_root().glob("*/*/metrics.json")) + sorted(runs_root().glob("evaluation/*.json")):
-        record = json.loads(path.read_text())
-        if record.get("profile") == profile:
+        record = read_record(path)
+        if record is not None and record.get("profile") == profile:
             records.append(record)
     return records
+
+
+def load_committed() -> list[tuple[dict, list[dict]]]:
+    """The committed records of `python -m nbcode.reproduce --export results`: (manifest, records)
+    per folder of results/, e.g. paper-profile runs made on a GPU."""
+    committed = []
+    for manifest_path in sorted(RESULTS.glob("*/manifest.json")):
+        records = [read_record(path) for path in sorted((manifest_path.parent / "records").glob("*.json"))]
+        committed.append((json.loads(manifest_path.read_text()), [r for r in records if r is not None]))
+    return committed
+
+
+def committed_section(with_paper: bool) -> str:
+    """Markdown: one table per folder of committed results, labelled with profile, data and device."""
+    parts = []
+    for manifest, records in load_committed():
+        label = (f"{manifest['profile']} profile, {manifest['dataset']} ({manifest['data']['test']}), "
+                 f"{manifest['device']}, commit {manifest['commit']}, exported {manifest['exported']}")
+        seconds = ", ".join(f"{stage['stage']} {stage['train_seconds']:.0f} s" for stage in manifest["stages"]
+                            if stage.get("train_seconds"))
+        parts.append(f"### {label}\n\nNot run by this build: records committed under "
+                     f"`results/`, made by `python -m nbcode.reproduce`. The paper's figures are on CIFAR-100; "
+                     f"these are on {manifest['dataset']}.{f' Training wall times: {seconds}.' if seconds else ''}"
+                     f"\n\n{table(result_rows(records), with_paper)}\n")
+    return "\n".join(parts)
 
 
 def budget(record: dict) -> str:
@@ -111,11 +137,12 @@ def result_rows(records: list[dict]) -> list[dict]:
                          "record": r})
         elif r["kind"] == "evaluation":
             kind = "conditional" if r["conditional"] else "unconditional"
-            rows.append({"what": f"GAN ({kind}, {r['loss']}) FID / KID×1000", "key": f"gan {kind}", "recipe": r["loss"],
+            key = f"gan {kind}" if r["loss"] == "aw" else f"gan {kind} {r['loss']}"  # the paper's runs are aw
+            rows.append({"what": f"GAN ({kind}, {r['loss']}) FID / KID×1000", "key": key, "recipe": r["loss"],
                          "value": f"FID {r['fid']:.2f} / KID {1000 * r['kid_mean']:.2f}", "record": r})
             if "lpips_mean" in r:
                 rows.append({"what": f"GAN ({kind}, {r['loss']}) LPIPS to the nearest training image",
-                             "key": f"gan {kind} lpips", "recipe": r["loss"], "record": r,
+                             "key": f"{key} lpips", "recipe": r["loss"], "record": r,
                              "value": (f"{r['lpips_mean']:.3f} (real test images: {r['lpips_real_mean']:.3f})"),
                              "budget": (f"{r['lpips_n']:,} samples, nearest of {r['lpips_pool']:,} training "
                                         f"images by {r['lpips_neighbour']}, AlexNet v0.1 ({r['lpips_weights']})")})
@@ -135,24 +162,47 @@ def table(rows: list[dict], with_paper: bool) -> str:
     return "\n".join(lines)
 
 
+def data_text(record: dict) -> str:
+    """A record's data description as plain text (classifier records hold one line per split)."""
+    data = record.get("data", record["dataset"])
+    return "; ".join(data.values()) if isinstance(data, dict) else str(data)
+
+
+def committed_grids() -> str:
+    """Markdown showing the final sample grid of every committed GAN run, copied into the book."""
+    lines = []
+    for grid in sorted(RESULTS.glob("*/grids/*.png")):
+        target = GENERATED / "results" / grid.parent.parent.name / grid.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(grid, target)
+        lines.append(f"**{grid.stem}** ({grid.parent.parent.name}): final samples of the averaged generator, "
+                     f"one class per row\n\n![{grid.stem}]({target.relative_to(BOOK).as_posix()})\n")
+    return "\n".join(lines)
+
+
 def write_pages(profile: str) -> None:
-    """The landing page and the results page, from the run records of `profile`."""
+    """The landing page and the results page: the run records of `profile` found under the runs
+    root (the reader's own runs), then the committed records of results/, each labelled."""
     rows = result_rows(load_records(profile))
     empty = "_No finished runs at this profile were found under the runs root._"
+    committed_tables, committed_both = committed_section(with_paper=True), committed_section(with_paper=False)
+    committed = (f"\n## Committed full-budget records\n\n{committed_tables}" if committed_tables else "")
     intro = (BOOK / "intro_header.md").read_text()
     (BOOK / "intro.md").write_text(
-        f"{intro}\n## The paper's claims beside ours\n\nBuilt at profile **{profile}**. Only the `paper` "
-        f"profile on CIFAR-100 is comparable with the paper; every cell names its dataset and budget.\n\n"
-        f"{table(rows, with_paper=True) if rows else empty}\n")
+        f"{intro}\n## The paper's claims beside ours\n\nBuilt at profile **{profile}** from the runs found "
+        f"on this machine. Only the `paper` profile on CIFAR-100 is comparable with the paper; every cell "
+        f"names its dataset and budget.\n\n{table(rows, with_paper=True) if rows else empty}\n{committed}")
     details = []
     for row in rows:
         r = row["record"]
-        details.append(f"- **{row['what']}**: {row['value']}; data: {r.get('data', r['dataset'])}; "
+        details.append(f"- **{row['what']}**: {row['value']}; data: {data_text(r)}; "
                        f"device {r.get('device', '?')}; run `{r.get('run', '?')}`")
+    grids = committed_grids()
     (BOOK / "results.md").write_text(
-        f"# Results\n\nEvery number on this page is read from the run records (metrics JSON written by "
-        f"training and evaluation) made at profile **{profile}**.\n\n"
-        f"{table(rows, with_paper=False) if rows else empty}\n\n" + "\n".join(details) + "\n")
+        f"# Results\n\nEvery number on this page is read from run records (metrics JSON written by "
+        f"training and evaluation), never typed.\n\n## This build's runs\n\nMade at profile **{profile}** on "
+        f"this machine.\n\n{table(rows, with_paper=False) if rows else empty}\n\n" + "\n".join(details) + "\n"
+        + (f"\n## Committed full-budget records\n\n{committed_both}\n{grids}" if committed_both else ""))
 
 
 def build(profile: str) -> Path:

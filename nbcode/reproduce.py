@@ -1,0 +1,165 @@
+"""The whole paper in one command, resumable stage by stage:
+
+    python -m nbcode.reproduce --profile paper --dataset cifar10 [--export results]
+
+1. classifiers: the three runs of notebook 2 (paper recipe; improved; improved at 2x width);
+2. GANs: the conditional and unconditional aw-GAN, and a hinge-loss twin of the conditional run
+   (same budget and seed), so that the paper's claim that the aw loss helps gets a full-budget test;
+3. evaluation of each GAN: FID and KID of `profile.fid_samples` samples against as many test
+   images, and LPIPS to the nearest training images beside real test images' (nbcode.nearest).
+
+Every run is the cached, resumable run of nbcode.train / nbcode.gan_train / nbcode.fid: a stage
+that finished earlier is read back, one that was interrupted continues from its last
+checkpoint, so the command can be split across sessions (run it again until it says "all done").
+Each stage prints its wall time. `--export DIR` then copies the records (run records with their
+per-iteration logs binned, evaluation records, the final sample grids) into
+DIR/<profile>-<dataset>-<device>/, small enough to commit; the book shows them beside the
+reader's own runs, labelled with their device and dataset.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from nbcode.checkpoint import git_commit, read_record, runs_root, write_json
+from nbcode.data import dataset_name, load_for_profile
+from nbcode.fid import fid_kid, sample_images, save_evaluation
+from nbcode.gan_train import GANSettings, load_trained_generator, train_gan
+from nbcode.nearest import lpips_record, lpips_to_nearest
+from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
+from nbcode.train import train_classifier
+
+CLASSIFIER_RUNS = {"classifier paper x1": ("paper", 1), "classifier improved x1": ("improved", 1),
+                   "classifier improved x2": ("improved", 2)}
+GAN_RUNS = {"gan conditional aw": GANSettings(loss="aw"),
+            "gan unconditional aw": GANSettings(loss="aw", conditional=False),
+            "gan conditional hinge": GANSettings(loss="hinge")}
+LOG_POINTS = 1000  # per-iteration GAN logs are exported as this many bin means at most
+
+
+@dataclass
+class Stage:
+    """One result of the reproduction: its name, its record and the seconds this call spent on it."""
+
+    name: str
+    record: dict
+    seconds: float
+
+
+def device_name(device: torch.device) -> str:
+    """A short, readable name of the device, e.g. "NVIDIA H200" or "cpu (2 threads)"."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({torch.get_num_threads()} threads)" if device.type == "cpu" else device.type
+
+
+def evaluate_gan(record: dict, profile: Profile, runs_dir: str | Path | None = None,
+                 progress: bool = True) -> dict:
+    """FID/KID and LPIPS of a GAN run at `profile.fid_samples`, or the evaluation record made earlier."""
+    path = runs_root(runs_dir) / "evaluation" / f"{record['run']}.json"
+    earlier = read_record(path)
+    if earlier is not None and earlier.get("n_generated") == profile.fid_samples and "lpips_mean" in earlier:
+        return earlier
+    test = load_for_profile(profile, "test", record["dataset"]).subset(profile.fid_samples)
+    train = load_for_profile(profile, "train", record["dataset"])
+    samples = sample_images(load_trained_generator(record, runs_dir), profile.fid_samples, seed=0)
+    scores = fid_kid(None, test, 0, generated=samples, runs_dir=runs_dir, progress=progress)
+    scores |= lpips_record(lpips_to_nearest(samples, train.images, progress=progress),
+                           lpips_to_nearest(test.images, train.images, progress=progress), len(train))
+    return save_evaluation(record, scores, runs_dir)
+
+
+def reproduce(profile: Profile, dataset: str | None = None, runs_dir: str | Path | None = None,
+              progress: bool = True) -> list[Stage]:
+    """Run (or read back) every stage at `profile`; print each stage's wall time as it ends."""
+    stages = []
+
+    def timed(name: str, work) -> dict:
+        started = time.perf_counter()
+        record = work()
+        seconds = time.perf_counter() - started
+        stages.append(Stage(name, record, seconds))
+        print(f"[{name}] {seconds:7.1f} s  {record['run']}", flush=True)
+        return record
+
+    for name, (recipe, width) in CLASSIFIER_RUNS.items():
+        timed(name, lambda: train_classifier(recipe, profile, width_factor=width, dataset=dataset,
+                                             runs_dir=runs_dir, progress=progress))
+    gans = {name: timed(name, lambda: train_gan(settings, profile, dataset=dataset, runs_dir=runs_dir,
+                                                progress=progress))
+            for name, settings in GAN_RUNS.items()}
+    for name, record in gans.items():
+        timed(f"evaluation {name[4:]}", lambda: evaluate_gan(record, profile, runs_dir, progress))
+    total = sum(stage.seconds for stage in stages)
+    print(f"all done: {len(stages)} stages at profile {profile.name}, {total:.1f} s in this call")
+    return stages
+
+
+def binned(log: dict[str, list], points: int = LOG_POINTS) -> tuple[dict[str, list], int]:
+    """A GAN log with each numeric series replaced by the means of consecutive bins (at most
+    `points` of them), and the case series by its last value per bin; and the bin size."""
+    length = max((len(v) for v in log.values()), default=0)
+    size = max(1, -(-length // points))  # ceil(length / points)
+    thinned = {}
+    for key, values in log.items():
+        if values and isinstance(values[0], str):
+            thinned[key] = [values[min(i + size, len(values)) - 1] for i in range(0, len(values), size)]
+        else:
+            thinned[key] = [sum(values[i:i + size]) / len(values[i:i + size]) for i in range(0, len(values), size)]
+    return thinned, size
+
+
+def export(stages: list[Stage], profile: Profile, destination: str | Path,
+           runs_dir: str | Path | None = None) -> Path:
+    """Copy the stages' records and final sample grids to destination/<profile>-<dataset>-<device>/
+    with a manifest naming the device, dataset, commit and wall times. Returns that folder."""
+    first = stages[0].record
+    device = device_name(pick_device())
+    folder = Path(destination) / f"{profile.name}-{first['dataset']}-{device.split(' (')[0].replace(' ', '-')}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    records = []
+    for stage in stages:
+        record = dict(stage.record)
+        if record["kind"] == "gan":
+            record["log"], record["log_bin"] = binned(record["log"])
+            grids = sorted((runs_root(runs_dir) / "gan" / record["run"]).glob("samples_*.png"))
+            if grids:
+                (folder / "grids").mkdir(parents=True, exist_ok=True)
+                shutil.copy(grids[-1], folder / "grids" / f"{record['run']}.png")
+        name = f"evaluation-{record['run']}" if record["kind"] == "evaluation" else record["run"]
+        write_json(folder / "records" / f"{name}.json", record)
+        records.append({"stage": stage.name, "run": record["run"], "kind": record["kind"],
+                        "seconds_this_call": round(stage.seconds, 1),
+                        "train_seconds": record.get("train_seconds")})
+    write_json(folder / "manifest.json", {"profile": profile.name, "dataset": first["dataset"],
+                                          "data": first["data"], "device": device, "commit": git_commit(),
+                                          "exported": time.strftime("%Y-%m-%d"), "stages": records})
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m nbcode.reproduce", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=list(PROFILES), default=None, help="default: $NBCODE_PROFILE or quick")
+    parser.add_argument("--dataset", choices=["cifar100", "cifar10", "synthetic"], default=None)
+    parser.add_argument("--runs-dir", default=None, help="default: $NBCODE_RUNS or ~/.cache/nbcode/runs")
+    parser.add_argument("--export", default=None, metavar="DIR",
+                        help="copy the records and final grids to DIR/<profile>-<dataset>-<device>/ (e.g. results)")
+    args = parser.parse_args()
+    profile = get_profile(args.profile)
+    print(f"reproducing at profile {profile.name} on {dataset_name(args.dataset)}, device "
+          f"{device_name(pick_device())}", flush=True)
+    stages = reproduce(profile, args.dataset, args.runs_dir)
+    if args.export:
+        print(f"exported to {export(stages, profile, args.export, args.runs_dir)}")
+    print(json.dumps({stage.name: round(stage.seconds, 1) for stage in stages}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""`python -m nbcode.reproduce`: every stage at the smoke profile, resumed without redoing finished
+stages, exported small enough to commit, and shown by the book beside the reader's own runs."""
+import subprocess
+import sys
+
+import pytest
+
+import nbcode.book
+import nbcode.reproduce
+from nbcode.profiles import get_profile
+from nbcode.reproduce import CLASSIFIER_RUNS, GAN_RUNS, binned, export, reproduce
+
+SMOKE = get_profile("smoke")
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return runs, reproduce(SMOKE, "synthetic", runs, progress=False)
+
+
+def checkpoint_times(runs) -> dict:
+    return {path: path.stat().st_mtime_ns for path in runs.rglob("checkpoint.pt")}
+
+
+def test_every_stage_ends_with_a_complete_record(reproduced):
+    runs, stages = reproduced
+    assert [s.name for s in stages] == [*CLASSIFIER_RUNS, *GAN_RUNS, "evaluation conditional aw",
+                                        "evaluation unconditional aw", "evaluation conditional hinge"]
+    for stage in stages[:3]:
+        assert "final" in stage.record and stage.record["step"] == SMOKE.classifier_steps
+    for stage in stages[3:6]:
+        assert stage.record["step"] == SMOKE.gan_iterations
+    hinge, aw = stages[5].record, stages[3].record
+    assert hinge["settings"]["loss"] == "hinge" and aw["settings"]["loss"] == "aw"
+    assert hinge["seed"] == aw["seed"] and hinge["iterations"] == aw["iterations"]  # the aw run's twin
+    for stage in stages[6:]:
+        assert stage.record["n_generated"] == SMOKE.fid_samples and "lpips_mean" in stage.record
+
+
+def test_a_second_call_redoes_nothing(reproduced, capsys):
+    runs, _ = reproduced
+    before = checkpoint_times(runs)
+    again = reproduce(SMOKE, "synthetic", runs, progress=False)
+    assert checkpoint_times(runs) == before
+    assert "all done: 9 stages" in capsys.readouterr().out
+    assert [s.record["run"] for s in again] == [s.record["run"] for s in reproduced[1]]
+
+
+def test_an_interrupted_reproduction_resumes_where_it_stopped(tmp_path, monkeypatch):
+    real_train_gan = nbcode.reproduce.train_gan
+
+    def interrupted(settings, *args, **kwargs):
+        if settings.loss == "hinge":
+            raise KeyboardInterrupt  # the session ended during the hinge twin
+        return real_train_gan(settings, *args, **kwargs)
+
+    monkeypatch.setattr(nbcode.reproduce, "train_gan", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(SMOKE, "synthetic", tmp_path, progress=False)
+    before = checkpoint_times(tmp_path)
+    assert len(before) == 5  # three classifiers and two GANs finished
+    monkeypatch.setattr(nbcode.reproduce, "train_gan", real_train_gan)
+    stages = reproduce(SMOKE, "synthetic", tmp_path, progress=False)
+    after = checkpoint_times(tmp_path)
+    assert all(after[path] == stamp for path, stamp in before.items())  # finished runs were not redone
+    assert len(after) == 6 and stages[5].record["step"] == SMOKE.gan_iterations
+
+
+def test_export_is_small_and_the_book_shows_it_labelled(reproduced, tmp_path, monkeypatch):
+    runs, stages = reproduced
+    folder = export(stages, SMOKE, tmp_path / "results", runs)
+    assert folder.name.startswith("smoke-synthetic-")
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 3_000_000 and not [p for p in files if p.suffix == ".pt"]
+    assert len(list((folder / "grids").glob("*.png"))) == 3 and len(list((folder / "records").glob("*.json"))) == 9
+
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "intro_header.md").write_text("# Title\n")
+    monkeypatch.setattr(nbcode.book, "BOOK", book)
+    monkeypatch.setattr(nbcode.book, "GENERATED", book / "_generated")
+    monkeypatch.setattr(nbcode.book, "RESULTS", tmp_path / "results")
+    monkeypatch.setenv("NBCODE_RUNS", str(tmp_path / "no-local-runs"))
+    nbcode.book.write_pages("quick")
+    intro, results = (book / "intro.md").read_text(), (book / "results.md").read_text()
+    assert "No finished runs at this profile" in intro  # the reader's own runs: none here
+    assert "### smoke profile, synthetic" in intro and "Not run by this build" in intro
+    assert "test accuracy" in intro and "LPIPS to the nearest training image" in intro
+    assert "these are on synthetic" in intro
+    assert results.count("![gan-") == 3 and len(list((book / "_generated" / "results").rglob("*.png"))) == 3
+
+
+def test_binned_logs_keep_means_and_the_last_case():
+    log = {"d_loss": [1.0, 3.0, 5.0, 7.0, 9.0], "case": ["a", "b", "c", "d", "e"]}
+    thinned, size = binned(log, points=2)
+    assert size == 3 and thinned == {"d_loss": [3.0, 8.0], "case": ["c", "e"]}
+
+
+def test_the_command_line_documents_itself():
+    result = subprocess.run([sys.executable, "-m", "nbcode.reproduce", "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "--export" in result.stdout and "--profile" in result.stdout
