@@ -43,8 +43,8 @@ def standard_conv(d_k: int, m: int, n: int) -> nn.Module:
 
 def separable_conv(d_k: int, m: int, n: int) -> nn.Module:
     """The two convolutions of a depthwise-separable layer, without BN or ReLU (they cost no MACs)."""
-    return nn.Sequential(nn.Conv2d(m, m, d_k, padding=d_k // 2, groups=m, bias=False),
-                         nn.Conv2d(m, n, 1, bias=False))
+    return nn.Sequential(nn.Conv2d(m, m, d_k, padding=d_k // 2, groups=m, bias=False),  # depthwise, eq. (1)
+                         nn.Conv2d(m, n, 1, bias=False))                                # pointwise 1x1
 
 
 def counted_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:

@@ -48,7 +48,8 @@ class GANSettings:
     Attributes:
         loss: "aw" (adaptive-weighted discriminator loss, normalised) or "hinge" (plain sum).
         conditional: class-conditional (CBN + projection) or unconditional.
-        lr: Adam learning rate of both networks; betas (0, 0.9) as in the paper.
+        lr: Adam learning rate of both networks, with betas (0, 0.9). The paper gives no optimiser
+            settings for its GAN; these are SN-GAN practice (Miyato et al., 2018, lr 2e-4, betas (0, 0.9)).
         ema: decay of the exponential moving average of the generator's weights (0: none, the
             average then equals the generator).
     """
@@ -91,7 +92,8 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 def build_gan(num_classes: int, lr: float, device: torch.device | str = "cpu"
               ) -> tuple[Generator, Discriminator, torch.optim.Adam, torch.optim.Adam]:
-    """A fresh generator and discriminator with their Adam optimisers (betas (0, 0.9), as in the paper).
+    """A fresh generator and discriminator with their Adam optimisers (betas (0, 0.9): SN-GAN practice,
+    Miyato et al., 2018; the paper states no GAN optimiser settings).
 
     Both networks are stored channels_last (NHWC): on a CPU their convolutions then take oneDNN's
     fast path, about 15% faster per iteration at batch 64 (benchmarks/gan_step.py). Feed the

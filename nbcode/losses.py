@@ -29,19 +29,27 @@ BALANCED = "balanced"
 AW_CASES = (REAL_CONFLICT, REAL_ALIGNED, FAKE_CONFLICT, FAKE_ALIGNED, BALANCED)
 
 
+# The paper's eq. (4) writes the discriminator's hinge objective in the form D *maximises*:
+#     L_D = E[min(0, -1 + D(x))] + E[min(0, -1 - D(G(z)))].
+# Since min(0, -1 + s) = -max(0, 1 - s), that is -(L_r + L_f): the two functions below are the
+# terms D *minimises*, eq. (4) with its sign flipped, and the L_r, L_f that eq. (6) weights.
+
+
 def hinge_real(real_out: torch.Tensor) -> torch.Tensor:
-    """L_r = E[max(0, 1 - D(x))] over real images. real_out: (B,) raw scores. Returns a scalar."""
-    return F.relu(1 - real_out).mean()
+    """L_r = E[max(0, 1 - D(x))] over real images (minus the first term of eq. 4).
+    real_out: (B,) raw scores. Returns a scalar."""
+    return F.relu(1 - real_out).mean()  # = -E[min(0, -1 + D(x))]
 
 
 def hinge_fake(fake_out: torch.Tensor) -> torch.Tensor:
-    """L_f = E[max(0, 1 + D(G(z)))] over generated images. fake_out: (B,) raw scores."""
-    return F.relu(1 + fake_out).mean()
+    """L_f = E[max(0, 1 + D(G(z)))] over generated images (minus the second term of eq. 4).
+    fake_out: (B,) raw scores."""
+    return F.relu(1 + fake_out).mean()  # = -E[min(0, -1 - D(G(z)))]
 
 
 def hinge_generator(fake_out: torch.Tensor) -> torch.Tensor:
     """L_G = -E[D(G(z))], eq. (5). fake_out: (B,) raw scores of generated images."""
-    return -fake_out.mean()
+    return -fake_out.mean()  # eq. (5)
 
 
 @dataclass(frozen=True)

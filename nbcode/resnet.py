@@ -29,6 +29,7 @@ class DepthwiseSeparableConv(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  final_relu: bool = True):
         super().__init__()
+        # eq. (1): G[k, l, m] = sum_{i, j} K[i, j, m] * F[k + i - 1, l + j - 1, m], one filter per channel m
         self.depthwise = nn.Conv2d(in_channels, in_channels, kernel_size, stride, padding=kernel_size // 2,
                                    groups=in_channels, bias=False)
         self.bn1 = nn.BatchNorm2d(in_channels)

@@ -80,7 +80,10 @@ def train_toy_gan(loss: str, steps: int, seed: int, batch: int = 256, lr: float 
     """Train G and D on the ring with the hinge loss ("hinge") or the aw loss ("aw").
 
     One discriminator step, then one generator step, per iteration; Adam with betas (0, 0.9) for
-    both, as the paper uses for its GAN. D sees real and generated points in one call.
+    both (SN-GAN practice, Miyato et al., 2018; the paper states no GAN optimiser settings). D sees
+    real and generated points in one call. For the generator's step D is frozen and in eval mode,
+    so its spectral norms reuse u and v: the power iteration advances once per iteration, in the
+    discriminator's step, as in `nbcode.gan_train.gan_iteration`.
     `on_d_backward(step, d)`, if given, runs after each discriminator backward pass, before its
     optimiser step: the moment to inspect D's gradients or spectral-norm estimates.
     """
@@ -109,9 +112,11 @@ def train_toy_gan(loss: str, steps: int, seed: int, batch: int = 256, lr: float 
             on_d_backward(step, d)
         d_opt.step()
 
+        d.requires_grad_(False).eval()  # frozen: no parameter gradients, no power-iteration step
         g_opt.zero_grad()
         hinge_generator(d(g(torch.randn(batch, LATENT))).squeeze(1)).backward()
         g_opt.step()
+        d.requires_grad_(True).train()
     with torch.no_grad():
         run.samples = g(torch.randn(n_samples, LATENT, generator=torch.Generator().manual_seed(seed + 1)))
     return run

@@ -47,7 +47,8 @@ print(describe(profile, device))
 # %% [markdown]
 # ## The recipe
 #
-# Adam with lr 2e-4 and betas (0, 0.9) for both networks, as the paper; one discriminator step
+# Adam with lr 2e-4 and betas (0, 0.9) for both networks (the paper gives no optimiser settings for
+# its GAN: these are SN-GAN practice, Miyato et al., 2018); one discriminator step
 # per generator step; batch size from the profile; real images are flipped at random. The
 # discriminator step uses the adaptive-weighted loss of notebook 4, the generator step the hinge
 # loss of eq. (5). One iteration:
