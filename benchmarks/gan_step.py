@@ -25,8 +25,8 @@ import torch
 from torch.nn.utils import spectral_norm as hook_spectral_norm
 
 from nbcode.data import make_synthetic
-from nbcode.gan import LATENT, Discriminator, Generator
-from nbcode.gan_train import build_gan, gan_iteration, to_gan_range
+from nbcode.gan import LATENT, Discriminator, Generator, to_gan_range
+from nbcode.gan_train import build_gan, gan_iteration
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
 
 

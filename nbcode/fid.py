@@ -20,8 +20,7 @@ from torch_fidelity.generative_model_base import GenerativeModelBase
 
 from nbcode.checkpoint import git_commit, runs_root, write_json
 from nbcode.data import ImageData
-from nbcode.gan import Generator
-from nbcode.gan_train import to_uint8
+from nbcode.gan import Generator, to_uint8
 from nbcode.inception import FEATURE_EXTRACTOR, offline_inception_weights
 
 OFFICIAL_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's download
@@ -106,7 +105,7 @@ def check_images(images: torch.Tensor, what: str) -> None:
             or tuple(images.shape[1:]) != (3, 32, 32):
         raise ValueError(f"{what} must be an (N, 3, 32, 32) uint8 tensor, got "
                          f"{getattr(images, 'dtype', type(images).__name__)} of shape "
-                         f"{tuple(getattr(images, 'shape', ()))}; convert with nbcode.gan_train.to_uint8")
+                         f"{tuple(getattr(images, 'shape', ()))}; convert with nbcode.gan.to_uint8")
     if len(images) < 2:
         raise ValueError(f"FID and KID need at least 2 images per side; {what} has {len(images)}")
 

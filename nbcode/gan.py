@@ -27,6 +27,16 @@ LATENT = 128
 SLOPE = 0.2  # LeakyReLU negative slope
 
 
+def to_gan_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] -> float [-1, 1]. images: (B, 3, H, W)."""
+    return images.float().div(127.5).sub(1)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """float [-1, 1] -> uint8 [0, 255]. images: (B, 3, H, W)."""
+    return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 class Generator(nn.Module):
     """z (B, 128) and labels (B,) -> images (B, 3, 32, 32) in [-1, 1]."""
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from nbcode.checkpoint import (git_commit, load_checkpoint, read_record, run_lock, runs_root, save_checkpoint,
                                settings_hash, write_json)
 from nbcode.data import ImageData, batch_indices, dataset_name, load_for_profile
-from nbcode.gan import LATENT, Discriminator, Generator
+from nbcode.gan import LATENT, Discriminator, Generator, to_gan_range
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
 from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
 from nbcode.resnet import count_parameters
@@ -58,16 +58,6 @@ class GANSettings:
     conditional: bool = True
     lr: float = 2e-4
     ema: float = 0.999
-
-
-def to_gan_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1]. images: (B, 3, H, W)."""
-    return images.float().div(127.5).sub(1)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255]. images: (B, 3, H, W)."""
-    return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def run_name(settings: GANSettings, train: ImageData, profile: Profile, seed: int) -> str:

@@ -25,8 +25,8 @@ import torch
 from nbcode.data import load_for_profile
 from nbcode.display import print_warnings_as_notes, show_source
 from nbcode.fid import fid_kid, sample_images, save_evaluation
-from nbcode.gan import LATENT
-from nbcode.gan_train import GANSettings, load_trained_generator, to_uint8, train_gan
+from nbcode.gan import LATENT, to_uint8
+from nbcode.gan_train import GANSettings, load_trained_generator, train_gan
 from nbcode.nearest import copying_verdict, lpips_record, lpips_to_nearest, nearest_images
 from nbcode.plots import image_grid
 from nbcode.profiles import describe, get_profile, pick_device

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
-from nbcode.gan import Discriminator, Generator
+from nbcode.gan import Discriminator, Generator, to_uint8
 from nbcode.gan_train import (GANDivergedError, GANSettings, build_gan, gan_iteration, load_trained_generator,
-                              to_uint8, train_gan)
+                              train_gan)
 from nbcode.losses import adaptive_weights, hinge_fake, hinge_real
 from nbcode.profiles import get_profile
 from nbcode.resnet import count_parameters
