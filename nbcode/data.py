@@ -121,6 +121,33 @@ def _check_split(split: str) -> None:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
 
 
+def ensure_downloaded(profile: Profile, name: str | None = None, root: str | Path | None = None) -> None:
+    """Download the dataset `profile` needs when it is not on disk (a first run with internet).
+
+    Profiles that fall back to the synthetic stand-in (smoke) never download. The download goes
+    through torchvision (its md5 check and progress bar) and says so first. Without network it
+    stops with the usual "not found" message, which says how to place the files by hand.
+
+    Raises:
+        DataMissingError: the data is missing and could not be downloaded.
+    """
+    name = dataset_name(name)
+    _check_name(name)
+    if name == "synthetic" or profile.allow_synthetic:
+        return
+    cls = TORCHVISION_CLASSES[name]
+    folder = data_root(root) / cls.base_folder
+    if all((folder / f).exists() for split in SPLITS for f, _ in _split_files(name, split)):
+        return
+    print(f"{name} is not in the data root ({folder}); downloading it once with torchvision "
+          f"(about 170 MB, md5-checked) ...", flush=True)
+    try:
+        download(name, root)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; torchvision raises RuntimeError
+        raise DataMissingError(f"the download failed ({type(error).__name__}: {error}).\n"
+                               + _missing_message(name, folder)) from error
+
+
 def download(name: str, root: str | Path | None = None) -> Path:
     """Download and md5-check CIFAR-10 or CIFAR-100 with torchvision; return its folder."""
     _check_name(name)

@@ -18,7 +18,7 @@ import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.generative_model_base import GenerativeModelBase
 
-from nbcode.checkpoint import git_commit, runs_root, write_json
+from nbcode.checkpoint import git_commit, read_record, runs_root, write_json
 from nbcode.data import ImageData
 from nbcode.gan import Generator, to_uint8
 from nbcode.inception import FEATURE_EXTRACTOR, offline_inception_weights
@@ -161,6 +161,48 @@ def sample_images(generator: Generator, n: int, seed: int = 0, batch_size: int =
     sampler = LabelledSampler(generator.cpu(), seed)
     z = torch.randn(n, sampler.z_size, generator=torch.Generator().manual_seed(seed))
     return torch.cat([sampler(z[start:start + batch_size]) for start in range(0, n, batch_size)])
+
+
+def real_floor(train: ImageData, reference: ImageData, runs_dir: str | Path | None = None,
+               progress: bool = False) -> dict:
+    """FID and KID of real training images against the `reference` images, with as many of each:
+    what a generator that matched the data exactly would score at this sample count.
+
+    FID is biased upwards at small n (the covariances of 2048 features are estimated from n
+    images), so a generator's FID means something only beside this floor at the same n.
+    The result is cached under the runs root, keyed by the pixels of both sets.
+
+    Args:
+        train: the training split; len(reference) of its images are drawn (seeded).
+        reference: e.g. the test subset the generator is scored against.
+    Returns:
+        fid_kid's dict for train vs reference.
+    """
+    real = train.subset(len(reference), seed=1)
+    path = runs_root(runs_dir) / "floors" / f"{real.fingerprint()}-{reference.fingerprint()}.json"
+    cached = read_record(path)
+    if cached is not None:
+        return cached
+    floor = fid_kid(None, reference, 0, generated=real.images, runs_dir=runs_dir, progress=progress)
+    write_json(path, floor)
+    return floor
+
+
+def gan_verdict(conditional: dict, unconditional: dict) -> str:
+    """One sentence comparing two `fid_kid` results, conditional against unconditional, by KID.
+
+    The spread is the two KIDs' standard deviations over subsets, combined (conservative: larger
+    than the standard error of either mean). A difference under twice the spread is called
+    "inconclusive at this budget".
+    """
+    difference = conditional["kid_mean"] - unconditional["kid_mean"]
+    spread = (conditional["kid_std"] ** 2 + unconditional["kid_std"] ** 2) ** 0.5
+    measured = (f"conditional - unconditional: KID x1000 {1000 * difference:+.2f} (spread {1000 * spread:.2f}), "
+                f"FID {conditional['fid']:.2f} vs {unconditional['fid']:.2f} at {conditional['n_generated']:,} "
+                f"vs {conditional['n_reference']:,} images")
+    if abs(difference) < 2 * spread:
+        return f"{measured}: inconclusive at this budget."
+    return f"{measured}: the {'conditional' if difference < 0 else 'unconditional'} GAN is better at this budget."
 
 
 def save_evaluation(run: dict, scores: dict, runs_dir: str | Path | None = None) -> dict:

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from nbcode.checkpoint import (git_commit, load_checkpoint, read_record, run_lock, runs_root, save_checkpoint,
                                settings_hash, write_json)
-from nbcode.data import ImageData, batch_indices, dataset_name, load_for_profile
+from nbcode.data import DataMissingError, ImageData, batch_indices, dataset_name, ensure_downloaded, load_for_profile
 from nbcode.gan import LATENT, Discriminator, Generator, to_gan_range
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
 from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
@@ -254,6 +254,10 @@ def main() -> None:
     parser.add_argument("--runs-dir", default=None, help="default: $NBCODE_RUNS or ~/.cache/nbcode/runs")
     args = parser.parse_args()
     settings = GANSettings(loss=args.loss, conditional=not args.unconditional, lr=args.lr, ema=args.ema)
+    try:
+        ensure_downloaded(get_profile(args.profile), args.dataset)
+    except DataMissingError as error:
+        raise SystemExit(str(error)) from None
     record = train_gan(settings, get_profile(args.profile), dataset=args.dataset, seed=args.seed,
                        runs_dir=args.runs_dir)
     print(f"{record['run']}: {record['step']} iterations; final D loss {record['log']['d_loss'][-1]:.3f}, "

@@ -6,7 +6,8 @@
 2. GANs: the conditional and unconditional aw-GAN, and a hinge-loss twin of the conditional run
    (same budget and seed), so that the paper's claim that the aw loss helps gets a full-budget test;
 3. evaluation of each GAN: FID and KID of `profile.fid_samples` samples against as many test
-   images, and LPIPS to the nearest training images beside real test images' (nbcode.nearest).
+   images, beside real training images against the same test images (the floor at that n), and
+   LPIPS to the nearest training images beside real test images' (nbcode.nearest).
 
 Every run is the cached, resumable run of nbcode.train / nbcode.gan_train / nbcode.fid: a stage
 that finished earlier is read back, one that was interrupted continues from its last
@@ -28,8 +29,8 @@ from pathlib import Path
 import torch
 
 from nbcode.checkpoint import git_commit, read_record, runs_root, write_json
-from nbcode.data import dataset_name, load_for_profile
-from nbcode.fid import fid_kid, sample_images, save_evaluation
+from nbcode.data import DataMissingError, dataset_name, ensure_downloaded, load_for_profile
+from nbcode.fid import fid_kid, real_floor, sample_images, save_evaluation
 from nbcode.gan_train import GANSettings, load_trained_generator, train_gan
 from nbcode.nearest import lpips_record, lpips_to_nearest
 from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
@@ -70,6 +71,8 @@ def evaluate_gan(record: dict, profile: Profile, runs_dir: str | Path | None = N
     train = load_for_profile(profile, "train", record["dataset"])
     samples = sample_images(load_trained_generator(record, runs_dir), profile.fid_samples, seed=0)
     scores = fid_kid(None, test, 0, generated=samples, runs_dir=runs_dir, progress=progress)
+    floor = real_floor(train, test, runs_dir, progress)
+    scores |= {"fid_floor": floor["fid"], "kid_floor": floor["kid_mean"]}
     scores |= lpips_record(lpips_to_nearest(samples, train.images, progress=progress),
                            lpips_to_nearest(test.images, train.images, progress=progress), len(train))
     return save_evaluation(record, scores, runs_dir)
@@ -153,6 +156,10 @@ def main() -> None:
                         help="copy the records and final grids to DIR/<profile>-<dataset>-<device>/ (e.g. results)")
     args = parser.parse_args()
     profile = get_profile(args.profile)
+    try:
+        ensure_downloaded(profile, args.dataset)
+    except DataMissingError as error:
+        raise SystemExit(str(error)) from None
     print(f"reproducing at profile {profile.name} on {dataset_name(args.dataset)}, device "
           f"{device_name(pick_device())}", flush=True)
     stages = reproduce(profile, args.dataset, args.runs_dir)

@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 from nbcode.augment import Augmentation, augment_batch, prepare_batch
 from nbcode.checkpoint import (git_commit, load_checkpoint, read_record, run_lock, runs_root, save_checkpoint,
                                settings_hash, write_json)
-from nbcode.data import ImageData, batch_indices, channel_stats, dataset_name, load_for_profile
+from nbcode.data import (DataMissingError, ImageData, batch_indices, channel_stats, dataset_name,
+                         ensure_downloaded, load_for_profile)
 from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
 from nbcode.resnet import DSResNet, count_parameters
 
@@ -178,6 +179,29 @@ def final_accuracy(history: list[dict]) -> dict:
     return summary
 
 
+def recipe_verdict(baseline: dict, other: dict) -> str:
+    """One sentence: other - baseline validation accuracy in points, with its spread, and the verdict.
+
+    The spread combines, for both runs, the std over the last evaluations and the sampling error
+    of an accuracy p measured on n validation images, sqrt(p (1 - p) / n). A difference under
+    twice the spread is called "inconclusive at this budget".
+    """
+    def mean_and_variance(record: dict) -> tuple[float, float]:
+        final, n = record["final"]["validation"], record["eval_images"]["validation"]
+        return final["mean"], final["std"] ** 2 + final["mean"] * (1 - final["mean"]) / n
+
+    (a, var_a), (b, var_b) = mean_and_variance(baseline), mean_and_variance(other)
+    difference, spread = 100 * (b - a), 100 * (var_a + var_b) ** 0.5
+    name = (f"{other['recipe']['name']} x{other['width_factor']} - "
+            f"{baseline['recipe']['name']} x{baseline['width_factor']}")
+    measured = (f"{name} = {difference:+.1f} points on validation (spread {spread:.1f}: last "
+                f"{other['final']['validation']['evals']} evaluations and {other['eval_images']['validation']:,} "
+                f"images; {other['dataset']}, {other['profile']} profile, {other['steps']:,} steps x {other['batch']})")
+    if abs(difference) < 2 * spread:
+        return f"{measured}: inconclusive at this budget."
+    return f"{measured}: {'better' if difference > 0 else 'worse'} at this budget."
+
+
 def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 1, dataset: str | None = None,
                      seed: int = 0, runs_dir: str | Path | None = None, progress: bool = True,
                      stop_after: int | None = None) -> dict:
@@ -298,6 +322,10 @@ def main() -> None:
     classifier.add_argument("--seed", type=int, default=0)
     classifier.add_argument("--runs-dir", default=None, help="default: $NBCODE_RUNS or ~/.cache/nbcode/runs")
     args = parser.parse_args()
+    try:
+        ensure_downloaded(get_profile(args.profile), args.dataset)
+    except DataMissingError as error:
+        raise SystemExit(str(error)) from None
     record = train_classifier(args.recipe, get_profile(args.profile), width_factor=args.width_factor,
                               dataset=args.dataset, seed=args.seed, runs_dir=args.runs_dir)
     final = record["final"]

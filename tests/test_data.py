@@ -1,13 +1,14 @@
 import pickle
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from nbcode.augment import Augmentation, augment_batch, prepare_batch
-from nbcode.data import (DataCorruptError, DataMissingError, channel_stats, load, load_for_profile, make_synthetic,
-                         random_batches)
+from nbcode.data import (DataCorruptError, DataMissingError, channel_stats, ensure_downloaded, load, load_for_profile,
+                         make_synthetic, random_batches)
 from nbcode.profiles import get_profile
 
 
@@ -132,3 +133,24 @@ def test_channel_stats_match_a_direct_computation():
     torch.testing.assert_close(mean, x.mean(dim=(0, 2, 3)).float())
     torch.testing.assert_close(std, x.permute(1, 0, 2, 3).reshape(3, -1).std(dim=1, correction=0).float(),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_a_first_run_downloads_the_missing_dataset_and_says_so(tmp_path, monkeypatch, capsys):
+    fetched = []
+
+    def fake_download(name, root=None):  # what torchvision's download leaves on disk
+        fetched.append(name)
+        write_fake_cifar100(Path(root))
+
+    monkeypatch.setattr("nbcode.data.download", fake_download)
+    ensure_downloaded(get_profile("quick"), "cifar100", root=tmp_path)
+    assert fetched == ["cifar100"] and "downloading it once" in capsys.readouterr().out
+    ensure_downloaded(get_profile("quick"), "cifar100", root=tmp_path)  # on disk now: nothing to do
+    assert fetched == ["cifar100"] and capsys.readouterr().out == ""
+    ensure_downloaded(get_profile("smoke"), "cifar10", root=tmp_path)  # smoke falls back, never downloads
+    assert fetched == ["cifar100"]
+
+
+def test_a_first_run_offline_stops_with_the_clear_message(tmp_path):
+    with pytest.raises(DataMissingError, match=r"(?s)download failed.*was not found.*python -m nbcode.data download"):
+        ensure_downloaded(get_profile("quick"), "cifar10", root=tmp_path)  # the tests' network guard refuses

@@ -8,7 +8,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorIncepti
 
 import nbcode.fid
 from nbcode.data import make_synthetic
-from nbcode.fid import LabelledSampler, fid_kid, sample_images
+from nbcode.fid import LabelledSampler, fid_kid, gan_verdict, real_floor, sample_images
 from nbcode.gan import Generator
 from nbcode.inception import FEATURE_EXTRACTOR, load_fid_helper_model, offline_inception_weights
 
@@ -72,3 +72,22 @@ def test_sample_images_draws_the_samplers_labels_in_batches():
     assert images.shape == (7, 3, 32, 32) and images.dtype == torch.uint8
     z = torch.randn(7, 128, generator=torch.Generator().manual_seed(3))
     assert torch.equal(images, LabelledSampler(g, seed=3)(z))  # same labels whatever the batch size
+
+
+def test_the_real_floor_is_cached_and_sits_below_noise(tmp_path):
+    train, test = make_synthetic("train", n=200, seed=4), make_synthetic("test", n=48, seed=4)
+    floor = real_floor(train, test, runs_dir=tmp_path)
+    assert floor["n_generated"] == floor["n_reference"] == 48
+    noise = torch.randint(0, 256, (48, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    assert floor["fid"] < fid_kid(None, test, 0, generated=noise, runs_dir=tmp_path)["fid"]
+    assert real_floor(train, test, runs_dir=tmp_path) == floor
+    assert len(list((tmp_path / "floors").glob("*.json"))) == 1
+
+
+@pytest.mark.parametrize("kid, expected", [((0.010, 0.050), ": the conditional GAN is better at this budget"),
+                                           ((0.050, 0.010), ": the unconditional GAN is better at this budget"),
+                                           ((0.030, 0.031), ": inconclusive at this budget")])
+def test_the_gan_verdict_follows_the_numbers(kid, expected):
+    def scores(mean):
+        return {"kid_mean": mean, "kid_std": 0.002, "fid": 100 * mean, "n_generated": 500, "n_reference": 500}
+    assert gan_verdict(scores(kid[0]), scores(kid[1])).endswith(f"{expected}.")

@@ -10,7 +10,7 @@ import torch
 from nbcode.checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from nbcode.data import load_for_profile
 from nbcode.profiles import get_profile
-from nbcode.train import get_recipe, load_trained_classifier, run_name, train_classifier
+from nbcode.train import get_recipe, load_trained_classifier, recipe_verdict, run_name, train_classifier
 
 TINY = dataclasses.replace(get_profile("smoke"), name="tiny", classifier_steps=12, classifier_batch=32,
                            eval_every=4, eval_images=64, train_limit=512)
@@ -88,3 +88,15 @@ def test_command_line_trains_headless(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "test" in result.stdout and "validation" in result.stdout
     assert list((tmp_path / "classifier").glob("*/metrics.json"))
+
+
+def test_the_recipe_verdict_follows_the_numbers():
+    def record(mean, std, evals=3, n=1000):
+        return {"final": {"validation": {"mean": mean, "std": std, "evals": evals}}, "eval_images": {"validation": n},
+                "recipe": {"name": "r"}, "width_factor": 1, "dataset": "d", "profile": "p", "steps": 10, "batch": 2}
+    assert recipe_verdict(record(0.50, 0.005), record(0.60, 0.005)).endswith("better at this budget.")
+    assert recipe_verdict(record(0.60, 0.005), record(0.50, 0.005)).endswith("worse at this budget.")
+    assert recipe_verdict(record(0.50, 0.005), record(0.51, 0.005)).endswith("inconclusive at this budget.")
+    # one evaluation (std 0) on 100 images: the sampling error alone makes 4 points inconclusive
+    assert "+4.0 points" in recipe_verdict(record(0.50, 0.0, 1, 100), record(0.54, 0.0, 1, 100))
+    assert recipe_verdict(record(0.50, 0.0, 1, 100), record(0.54, 0.0, 1, 100)).endswith("inconclusive at this budget.")
