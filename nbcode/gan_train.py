@@ -232,6 +232,34 @@ def _train_gan_locked(settings: GANSettings, profile: Profile, train: ImageData,
     return record
 
 
+def run_summary(record: dict) -> str:
+    """A few sentences on what happened in an aw run, computed from its log: over the second
+    half of the iterations, how often each side was protected, the mean weights, the losses and
+    the mean sigmoid scores against the first tenth."""
+    log, total = record["log"], len(record["log"]["d_loss"])
+    half, tenth = slice(total // 2, None), slice(0, max(1, total // 10))
+
+    def mean(key: str, part: slice) -> float:
+        values = log[key][part]
+        return sum(values) / max(1, len(values))
+
+    budget = f"{record['dataset']}, {record['profile']} profile, {total:,} iterations x {record['batch']}"
+    scores = (f"D loss {mean('d_loss', tenth):.3f} in the first tenth, {mean('d_loss', half):.3f} in the second "
+              f"half; real score r_s {mean('real_score', half):.2f} against generated f_s "
+              f"{mean('fake_score', half):.2f} ({budget})")
+    cases = log["case"][half]
+    if not cases:
+        return f"{record['settings']['loss']} loss: {scores}."
+    shares = {case: cases.count(case) / len(cases) for case in dict.fromkeys(cases)}
+    real_side = sum(v for k, v in shares.items() if k.startswith("real behind"))
+    fake_side = sum(v for k, v in shares.items() if k.startswith("real ahead"))
+    common = max(shares, key=shares.get)
+    return (f"In the second half the aw rule protected the real loss in {real_side:.0%} of discriminator "
+            f"steps, the fake loss in {fake_side:.0%}, and summed both (balanced) in "
+            f"{shares.get('balanced', 0.0):.0%}; most often: {common}. Mean weights w_r "
+            f"{mean('w_real', half):.2f}, w_f {mean('w_fake', half):.2f}. {scores}.")
+
+
 def load_trained_generator(record: dict, runs_dir: str | Path | None = None, device: torch.device | str = "cpu",
                            ema: bool = True) -> Generator:
     """The trained generator of a GAN run record (the EMA copy by default), in eval mode."""

@@ -138,3 +138,20 @@ def mode_coverage(samples: torch.Tensor, std: float = MODE_STD) -> tuple[int, fl
     good = nearest < 3 * std
     per_mode = torch.bincount(which[good], minlength=MODES)
     return int((per_mode >= 0.01 * len(samples)).sum()), good.float().mean().item()
+
+
+def coverage_verdict(hinge: list[int], aw: list[int], steps: int) -> str:
+    """One sentence comparing modes covered per seed (same seeds) by the hinge and the aw loss.
+
+    The spread is the standard error of the mean per-seed difference; a difference under twice
+    the spread (or any difference with fewer than two seeds) is "inconclusive at this budget".
+    """
+    differences = torch.tensor(aw, dtype=torch.float64) - torch.tensor(hinge, dtype=torch.float64)
+    mean = differences.mean().item()
+    error = differences.std().item() / math.sqrt(len(differences)) if len(differences) > 1 else math.inf
+    measured = (f"aw vs hinge on the toy task: modes covered {sum(aw) / len(aw):.1f} vs {sum(hinge) / len(hinge):.1f} "
+                f"of {MODES} (mean over {len(aw)} seeds, {steps} iterations; aw - hinge = {mean:+.1f}, "
+                f"standard error {error:.1f})")
+    if not abs(mean) >= 2 * error:
+        return f"{measured}: inconclusive at this budget."
+    return f"{measured}: {'aw' if mean > 0 else 'hinge'} covers more modes at this budget."

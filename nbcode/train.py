@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -68,6 +68,25 @@ RECIPES = {
     "improved": Recipe("improved", "adamw", lr=4e-3, weight_decay=0.05, schedule="onecycle", label_smoothing=0.1,
                        flip_tta=True),
 }
+
+
+def ablations(recipe: Recipe = RECIPES["improved"]) -> dict[str, Recipe]:
+    """The improved recipe with one of its four changes undone at a time (back to the paper's
+    setting), keyed by the change that is missing:
+
+        "AdamW + weight decay"  -> Adam without decay
+        "one-cycle schedule"    -> the paper's constant lr 1e-3
+        "label smoothing"       -> none
+        "flip TTA"              -> no test-time flip
+    """
+    paper = RECIPES["paper"]
+    return {"AdamW + weight decay": replace(recipe, name=f"{recipe.name}-no-adamw", optimizer=paper.optimizer,
+                                            weight_decay=paper.weight_decay),
+            "one-cycle schedule": replace(recipe, name=f"{recipe.name}-no-onecycle", schedule=paper.schedule,
+                                          lr=paper.lr),
+            "label smoothing": replace(recipe, name=f"{recipe.name}-no-smoothing",
+                                       label_smoothing=paper.label_smoothing),
+            "flip TTA": replace(recipe, name=f"{recipe.name}-no-tta", flip_tta=paper.flip_tta)}
 
 
 def get_recipe(name: str) -> Recipe:
@@ -202,13 +221,13 @@ def recipe_verdict(baseline: dict, other: dict) -> str:
     return f"{measured}: {'better' if difference > 0 else 'worse'} at this budget."
 
 
-def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 1, dataset: str | None = None,
+def train_classifier(recipe_name: str | Recipe, profile: Profile, *, width_factor: int = 1, dataset: str | None = None,
                      seed: int = 0, runs_dir: str | Path | None = None, progress: bool = True,
                      stop_after: int | None = None) -> dict:
     """Train the DS-ResNet with a recipe at a profile's budget, or return the cached record.
 
     Args:
-        recipe_name: a key of RECIPES.
+        recipe_name: a key of RECIPES, or a Recipe (e.g. one of `ablations()`).
         profile: the budgets (classifier_steps, classifier_batch, eval_every, train_limit).
         width_factor: 1 for the paper's 94,372-parameter model, 2 for its 334,052-parameter one.
         dataset: "cifar100", "cifar10" or "synthetic" (default: $NBCODE_DATASET or cifar100).
@@ -218,7 +237,7 @@ def train_classifier(recipe_name: str, profile: Profile, *, width_factor: int = 
         ({step, lr, train_loss, train, validation, test} accuracies in [0, 1]) and, when the
         run is complete, "final": mean +- std of each accuracy over the last evaluations.
     """
-    recipe = get_recipe(recipe_name)
+    recipe = recipe_name if isinstance(recipe_name, Recipe) else get_recipe(recipe_name)
     dataset = dataset_name(dataset)
     full_train = load_for_profile(profile, "train", dataset)
     test = load_for_profile(profile, "test", dataset)

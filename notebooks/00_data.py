@@ -150,3 +150,23 @@ plt.show()
 # %%
 print(f"profile {profile.name}: {train.describe()}; {test.describe()}")
 print("channel mean", [round(v, 4) for v in mean.tolist()], "std", [round(v, 4) for v in std.tolist()])
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. **Class balance.** Predict how many training images each class has (CIFAR-100: 50,000
+#    images, 100 classes), then count them with `torch.bincount`. What does the held-out
+#    validation tenth of notebook 2 do to the balance?
+# 2. **Stronger jitter.** Set brightness, contrast and saturation to 0.8 in `Augmentation` and
+#    look at the draws. Which classes could such jitter make harder to tell apart, and why?
+#
+# The starter runs as it is; change it to answer both.
+
+# %%
+counts = torch.bincount(train.labels, minlength=len(train.classes))
+print(f"images per class: min {counts.min().item()}, max {counts.max().item()} ({train.describe()})")
+strong = Augmentation(brightness=0.8, contrast=0.8, saturation=0.8)
+strong_draws = augment_batch(originals, torch.zeros(3), torch.ones(3), strong, torch.Generator().manual_seed(0))
+image_grid(torch.cat([originals.float() / 255, strong_draws]), ncols=8,
+           title="Exercise 2: originals, and draws with jitter 0.8")
+plt.show()

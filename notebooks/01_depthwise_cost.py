@@ -160,3 +160,21 @@ print(f"DSResNet: {count_parameters(model):,} parameters, "
 print(f"profile {profile.name}, {device}: FLOP cut at width 128 = {1 / rows[3]['ratio']:.1f}x, measured "
       f"speed-up NCHW = {timings[3]['standard'] / timings[3]['separable']:.1f}x, channels_last = "
       f"{timings[3]['standard channels_last'] / timings[3]['separable channels_last']:.1f}x")
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. **Move the stride into the stem.** Eq. (2) is proportional to $D_F^2$. Predict how the
+#    multiply-adds of the whole DS-ResNet change if every feature map were half as wide and
+#    high (what a stride-2 stem would do), then measure it: a 16×16 input has that effect.
+# 2. **Bigger kernels.** With `cost_ratio`, predict the saving of a separable layer at N = 128
+#    for 3×3, 5×5 and 7×7 kernels. Why does the saving grow with the kernel?
+#
+# The starter runs as it is; change it to answer both.
+
+# %%
+full = counted_macs(DSResNet(), (1, 3, 32, 32))
+half = counted_macs(DSResNet(), (1, 3, 16, 16))
+print(f"DS-ResNet multiply-adds: {full:,} at 32x32, {half:,} at 16x16 ({half / full:.3f} of them)")
+for d_k in (3, 5, 7):
+    print(f"{d_k}x{d_k}, N = 128: a separable layer costs {cost_ratio(d_k, 128):.3f} of a standard one")

@@ -214,3 +214,29 @@ plt.show()
 # %%
 print(f"profile {profile.name}: toy GAN {profile.toy_steps} steps, "
       f"median relative error (second half) {tail.median().item():.2e}")
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. **Two rounds per step.** `SpectralNorm(weight, n_power_iterations=2)` runs two rounds per
+#    forward. From a cold start, how many forwards do one and two rounds need to bring the
+#    relative error below 1e-3 on a 64×64 layer? Is the second round worth its cost in a run?
+# 2. **Crowded singular values.** Build a matrix whose two largest singular values are 1.0 and
+#    0.99 (e.g. `U @ diag(s) @ V.T` from `torch.linalg.qr` of random matrices). Predict from
+#    the convergence rate (σ₂/σ₁)² per round how many rounds 1e-3 needs, then count them.
+#
+# The starter runs as it is; change it to answer both.
+
+# %%
+torch.manual_seed(0)
+weight = torch.randn(64, 64)
+exact = torch.linalg.matrix_norm(weight, 2)
+for rounds_per_forward in (1, 2):
+    norm = SpectralNorm(weight, n_power_iterations=rounds_per_forward)
+    errors = []
+    for _ in range(30):
+        norm(weight)
+        errors.append(((exact - norm.sigma).abs() / exact).item())
+    below = next((i + 1 for i, e in enumerate(errors) if e < 1e-3), None)
+    print(f"{rounds_per_forward} round(s) per forward: error {errors[0]:.1e} after one forward, "
+          f"below 1e-3 after {below} forwards (of 30)")

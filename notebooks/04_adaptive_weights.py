@@ -29,7 +29,7 @@ from nbcode.losses import (ALPHA1, ALPHA2, AW_CASES, DELTA, EPSILON, adaptive_we
                            aw_discriminator_backward)
 from nbcode.plots import moving_average, smoothing_window
 from nbcode.profiles import describe, get_profile, pick_device
-from nbcode.toy_gan import mode_coverage, ring_centres, train_toy_gan
+from nbcode.toy_gan import coverage_verdict, mode_coverage, ring_centres, train_toy_gan
 
 torch.manual_seed(0)
 print_warnings_as_notes()  # notices as plain lines, without the paths of this machine
@@ -205,10 +205,10 @@ plt.show()
 #   gradients conflict, follows that part's gradient with the conflicting component projected
 #   out; otherwise it adds unit-normalised gradients. Every weight gets a floor of
 #   ε = 0.05.
-# - On the ring of Gaussians, the tables above give modes covered and sample quality per seed
-#   for both losses at this profile's budget, and which cases fired. With a handful of seeds and
-#   a few thousand iterations this is an illustration, not a benchmark: the conditional CIFAR
-#   GAN of notebooks 5–7 is where the FID comparison lives.
+# - On the ring of Gaussians, the cell below answers the question at this profile's budget:
+#   modes covered per seed by both losses from the same seeds, and whether the difference is
+#   larger than its spread. With a handful of seeds this is an illustration, not a benchmark:
+#   the conditional CIFAR GAN of notebooks 5–7 is where the FID comparison lives.
 
 # %%
 for loss in ("hinge", "aw"):
@@ -217,3 +217,27 @@ for loss in ("hinge", "aw"):
     print(f"{loss:<6} modes covered per seed {modes}, mean high-quality share {np.mean(quality):.1%} "
           f"({profile.toy_steps} iterations, {len(seeds)} seeds, {profile.name} profile)")
 print(f"aw weight floor epsilon = {EPSILON}")
+print(coverage_verdict([scores["hinge", s][0] for s in seeds], [scores["aw", s][0] for s in seeds],
+                       profile.toy_steps))
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. **More seeds.** Add two seeds to the toy comparison and recompute `coverage_verdict`. Does
+#    the verdict change? How many seeds would a difference of one mode need to be conclusive?
+# 2. **Where the rule switches.** Keep the two conflicting gradients of the first example above
+#    and sweep the real score $r_s$ from 0.3 to 0.9 (fake score 0.5). At which scores does the
+#    case change, and how do those points follow from $\alpha_1$, $\alpha_2$ and $\delta$?
+#
+# The starter runs as it is (it trains one more seed per loss at this profile's budget).
+
+# %%
+extra = len(seeds)
+for loss in ("hinge", "aw"):
+    scores[loss, extra] = mode_coverage(train_toy_gan(loss, steps=profile.toy_steps, seed=extra,
+                                                      progress=False).samples)
+print(coverage_verdict([scores["hinge", s][0] for s in [*seeds, extra]],
+                       [scores["aw", s][0] for s in [*seeds, extra]], profile.toy_steps))
+for real_score in (0.3, 0.5, 0.6, 0.8, 0.9):
+    case = adaptive_weights(torch.tensor([-2.0, 1.0]), torch.tensor([1.0, 2.0]), real_score, 0.5).case
+    print(f"r_s {real_score:.1f}, f_s 0.5: {case}")

@@ -112,3 +112,24 @@ print(f"unconditional GAN: {unconditional:,} parameters (plain affine BatchNorm,
 
 # %%
 print(f"conditional {conditional:,}, unconditional {unconditional:,}, paper 942,812")
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. **What does conditioning cost?** Each conditional batch norm holds 2C numbers per class.
+#    Predict the parameter difference between `Generator(num_classes=100)` and
+#    `Generator(num_classes=0)` from the generator's widths, then check it.
+# 2. **CIFAR-10.** How many parameters does the projection discriminator's class embedding hold
+#    with 10 classes instead of 100? What share of the discriminator is it in each case?
+#
+# The starter runs as it is; change it to answer both.
+
+# %%
+conditional, plain = Generator(num_classes=100), Generator(num_classes=0)
+predicted = sum(2 * width * 100 for width in conditional.widths)
+print(f"generator: {count_parameters(conditional):,} conditional, {count_parameters(plain):,} plain; "
+      f"difference {count_parameters(conditional) - count_parameters(plain):,} "
+      f"(CBN embeddings alone: {predicted:,}; what else differs?)")
+for classes in (100, 10):
+    print(f"discriminator with {classes} classes: {count_parameters(Discriminator(num_classes=classes)):,} "
+          f"parameters ({count_parameters(Discriminator(num_classes=0)):,} unconditional)")

@@ -7,7 +7,7 @@ from torch.nn.utils import parametrize
 
 from nbcode.gan import Discriminator, Generator, to_uint8
 from nbcode.gan_train import (GANDivergedError, GANSettings, build_gan, gan_iteration, load_trained_generator,
-                              train_gan)
+                              run_summary, train_gan)
 from nbcode.losses import adaptive_weights, hinge_fake, hinge_real
 from nbcode.profiles import get_profile
 from nbcode.resnet import count_parameters
@@ -105,3 +105,14 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
         train_gan(GANSettings(loss="hinge"), profile, dataset="synthetic", runs_dir=tmp_path, progress=False)
     checkpoint = next((tmp_path / "gan").glob("*/checkpoint.pt"))
     assert torch.load(checkpoint, weights_only=True)["step"] == 6
+
+
+def test_the_run_summary_is_computed_from_the_log():
+    log = {"d_loss": [2.0] * 10 + [1.0] * 10, "g_loss": [0.0] * 20, "real_score": [0.6] * 20,
+           "fake_score": [0.4] * 20, "w_real": [1.0] * 20, "w_fake": [0.5] * 20,
+           "case": ["balanced"] * 15 + ["real behind, gradients conflict"] * 5}
+    record = {"log": log, "dataset": "d", "profile": "p", "batch": 8, "settings": {"loss": "aw"}}
+    summary = run_summary(record)
+    assert "protected the real loss in 50%" in summary and "fake loss in 0%" in summary
+    assert "(balanced) in 50%" in summary and "D loss 2.000 in the first tenth, 1.000 in the second half" in summary
+    assert "w_r 1.00, w_f 0.50" in summary and "20 iterations x 8" in summary

@@ -23,3 +23,11 @@ def test_the_power_iteration_advances_once_per_iteration(monkeypatch, loss):
     assert run.samples.shape == (50, 2) and len(run.cases) == (5 if loss == "aw" else 0)
     modes, share = mode_coverage(run.samples)
     assert 0 <= modes <= 8 and 0.0 <= share <= 1.0
+
+
+def test_the_coverage_verdict_follows_the_numbers():
+    from nbcode.toy_gan import coverage_verdict
+    assert coverage_verdict([4, 5, 4], [8, 8, 7], 100).endswith("aw covers more modes at this budget.")
+    assert coverage_verdict([8, 8, 7], [4, 5, 4], 100).endswith("hinge covers more modes at this budget.")
+    assert coverage_verdict([4, 8, 2], [6, 3, 7], 100).endswith("inconclusive at this budget.")
+    assert coverage_verdict([4], [8], 100).endswith("inconclusive at this budget.")  # one seed: no spread

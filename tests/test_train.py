@@ -100,3 +100,18 @@ def test_the_recipe_verdict_follows_the_numbers():
     # one evaluation (std 0) on 100 images: the sampling error alone makes 4 points inconclusive
     assert "+4.0 points" in recipe_verdict(record(0.50, 0.0, 1, 100), record(0.54, 0.0, 1, 100))
     assert recipe_verdict(record(0.50, 0.0, 1, 100), record(0.54, 0.0, 1, 100)).endswith("inconclusive at this budget.")
+
+
+def test_each_ablation_undoes_exactly_one_change():
+    from dataclasses import asdict
+
+    from nbcode.train import RECIPES, ablations
+    improved, paper = asdict(RECIPES["improved"]), asdict(RECIPES["paper"])
+    undone = {"AdamW + weight decay": {"optimizer", "weight_decay"}, "one-cycle schedule": {"schedule", "lr"},
+              "label smoothing": {"label_smoothing"}, "flip TTA": {"flip_tta"}}
+    for change, recipe in ablations().items():
+        fields = asdict(recipe)
+        differing = {k for k in fields if k != "name" and fields[k] != improved[k]}
+        assert differing == undone[change], change
+        assert all(fields[k] == paper[k] for k in differing)  # back to the paper's setting
+        assert recipe.name != "improved"  # its own run folder and label
