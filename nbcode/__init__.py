@@ -20,5 +20,8 @@ One module per concept:
     nearest        nearest training images and the LPIPS distance to them
     safe_pickle    reading pickles of numpy arrays without running code
     book           executing the notebooks and building the static book
+    reproduce      every paper-budget run in one resumable command, and its exported records
+    lab            JupyterLab set up for the chapters (python -m nbcode.lab)
+    verdict        the rule of every computed answer: inconclusive when the spread is larger
     plots, display, timing   figures, showing nbcode's source in notebooks, wall-clock timing
 """

@@ -22,6 +22,7 @@ from nbcode.checkpoint import git_commit, read_record, runs_root, write_json
 from nbcode.data import ImageData
 from nbcode.gan import Generator, to_uint8
 from nbcode.inception import FEATURE_EXTRACTOR, offline_inception_weights
+from nbcode.verdict import verdict
 
 OFFICIAL_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's download
 
@@ -200,9 +201,8 @@ def gan_verdict(conditional: dict, unconditional: dict) -> str:
     measured = (f"conditional - unconditional: KID x1000 {1000 * difference:+.2f} (spread {1000 * spread:.2f}), "
                 f"FID {conditional['fid']:.2f} vs {unconditional['fid']:.2f} at {conditional['n_generated']:,} "
                 f"vs {conditional['n_reference']:,} images")
-    if abs(difference) < 2 * spread:
-        return f"{measured}: inconclusive at this budget."
-    return f"{measured}: the {'conditional' if difference < 0 else 'unconditional'} GAN is better at this budget."
+    return verdict(measured, difference, spread,
+                   f"the {'conditional' if difference < 0 else 'unconditional'} GAN is better at this budget")
 
 
 def save_evaluation(run: dict, scores: dict, runs_dir: str | Path | None = None) -> dict:

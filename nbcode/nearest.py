@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nbcode.alexnet import build_lpips
+from nbcode.verdict import verdict
 
 
 class NearestLPIPS(NamedTuple):
@@ -101,9 +102,8 @@ def copying_verdict(record: dict) -> str:
     measured = (f"samples - real test images = {difference:+.3f} LPIPS (standard error {error:.3f}, "
                 f"{record['lpips_n']:,} vs {record['lpips_real_n']:,} images, nearest of "
                 f"{record['lpips_pool']:,} training images by {record['lpips_neighbour']})")
-    if abs(difference) < 2 * error:
-        return f"{measured}: inconclusive at this sample count."
     if difference < 0:
-        return f"{measured}: the samples lie closer to training images than real images do, a sign of copying."
-    return (f"{measured}: the samples lie further from the training images than real images do, so no sign "
-            f"of copying (poor samples score high too: read this beside FID).")
+        return verdict(measured, difference, error,
+                       "the samples lie closer to training images than real images do, a sign of copying")
+    return verdict(measured, difference, error, "the samples lie further from the training images than real "
+                   "images do, so no sign of copying (poor samples score high too: read this beside FID)")

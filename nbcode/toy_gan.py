@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
 from nbcode.normalization import spectral_norm
+from nbcode.verdict import verdict
 
 MODES = 8
 RADIUS = 2.0
@@ -152,6 +153,4 @@ def coverage_verdict(hinge: list[int], aw: list[int], steps: int) -> str:
     measured = (f"aw vs hinge on the toy task: modes covered {sum(aw) / len(aw):.1f} vs {sum(hinge) / len(hinge):.1f} "
                 f"of {MODES} (mean over {len(aw)} seeds, {steps} iterations; aw - hinge = {mean:+.1f}, "
                 f"standard error {error:.1f})")
-    if not abs(mean) >= 2 * error:
-        return f"{measured}: inconclusive at this budget."
-    return f"{measured}: {'aw' if mean > 0 else 'hinge'} covers more modes at this budget."
+    return verdict(measured, mean, error, f"{'aw' if mean > 0 else 'hinge'} covers more modes at this budget")

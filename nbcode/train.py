@@ -34,6 +34,7 @@ from nbcode.data import (DataMissingError, ImageData, batch_indices, channel_sta
                          ensure_downloaded, load_for_profile)
 from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
 from nbcode.resnet import DSResNet, count_parameters
+from nbcode.verdict import verdict
 
 VALIDATION_FRACTION = 0.1  # of the training split, held out for every choice we make
 
@@ -216,9 +217,7 @@ def recipe_verdict(baseline: dict, other: dict) -> str:
     measured = (f"{name} = {difference:+.1f} points on validation (spread {spread:.1f}: last "
                 f"{other['final']['validation']['evals']} evaluations and {other['eval_images']['validation']:,} "
                 f"images; {other['dataset']}, {other['profile']} profile, {other['steps']:,} steps x {other['batch']})")
-    if abs(difference) < 2 * spread:
-        return f"{measured}: inconclusive at this budget."
-    return f"{measured}: {'better' if difference > 0 else 'worse'} at this budget."
+    return verdict(measured, difference, spread, f"{'better' if difference > 0 else 'worse'} at this budget")
 
 
 def train_classifier(recipe_name: str | Recipe, profile: Profile, *, width_factor: int = 1, dataset: str | None = None,

@@ -115,7 +115,7 @@ def test_lpips_to_a_copied_training_image_is_zero(no_torchvision_download):
 
 @pytest.mark.parametrize("mean, std, expected", [(0.30, 0.05, "no sign of copying"),
                                                  (0.10, 0.05, "a sign of copying"),
-                                                 (0.201, 0.05, "inconclusive at this sample count")])
+                                                 (0.201, 0.05, "inconclusive at this budget")])
 def test_the_copying_verdict_follows_the_numbers(mean, std, expected):
     record = {"lpips_mean": mean, "lpips_std": std, "lpips_n": 100, "lpips_real_mean": 0.2,
               "lpips_real_std": 0.05, "lpips_real_n": 100, "lpips_pool": 1000, "lpips_neighbour": "pixel L2"}

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from nbcode.checkpoint import CorruptRunFileError, load_checkpoint, save_checkpoint, write_json
-from nbcode.data import DataCorruptError, load, load_for_profile, make_synthetic
+from nbcode.data import DataCorruptError, load, make_synthetic
 from nbcode.fid import fid_kid
 from nbcode.gan import Discriminator, Generator
 from nbcode.gan_train import GANSettings, train_gan

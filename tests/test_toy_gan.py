@@ -31,3 +31,10 @@ def test_the_coverage_verdict_follows_the_numbers():
     assert coverage_verdict([8, 8, 7], [4, 5, 4], 100).endswith("hinge covers more modes at this budget.")
     assert coverage_verdict([4, 8, 2], [6, 3, 7], 100).endswith("inconclusive at this budget.")
     assert coverage_verdict([4], [8], 100).endswith("inconclusive at this budget.")  # one seed: no spread
+
+
+def test_the_verdict_rule_needs_twice_the_spread():
+    from nbcode.verdict import verdict
+    assert verdict("m", 2.1, 1.0, "better") == "m: better."
+    assert verdict("m", -1.9, 1.0, "worse") == "m: inconclusive at this budget."
+    assert verdict("m", 5.0, float("inf"), "better") == "m: inconclusive at this budget."
