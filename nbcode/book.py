@@ -103,10 +103,10 @@ def load_committed() -> list[tuple[dict, list[dict]]]:
     return committed
 
 
-def committed_section(with_paper: bool) -> str:
-    """Markdown: one table per folder of committed results, labelled with profile, data and device."""
+def committed_section(committed: list[tuple[dict, list[dict]]], with_paper: bool) -> str:
+    """Markdown: one table per folder of `load_committed()`, labelled with profile, data and device."""
     parts = []
-    for manifest, records in load_committed():
+    for manifest, records in committed:
         label = (f"{manifest['profile']} profile, {manifest['dataset']} ({manifest['data']['test']}), "
                  f"{manifest['device']}, commit {manifest['commit']}, exported {manifest['exported']}")
         seconds = ", ".join(f"{stage['stage']} {stage['train_seconds']:.0f} s" for stage in manifest["stages"]
@@ -188,7 +188,8 @@ def write_pages(profile: str) -> None:
     root (the reader's own runs), then the committed records of results/, each labelled."""
     rows = result_rows(load_records(profile))
     empty = "_No finished runs at this profile were found under the runs root._"
-    committed_tables, committed_both = committed_section(with_paper=True), committed_section(with_paper=False)
+    results = load_committed()
+    committed_tables, committed_both = committed_section(results, True), committed_section(results, False)
     committed = (f"\n## Committed full-budget records\n\n{committed_tables}" if committed_tables else "")
     intro = (BOOK / "intro_header.md").read_text()
     (BOOK / "intro.md").write_text(
