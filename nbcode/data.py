@@ -237,33 +237,43 @@ def load_cifar(name: str, split: str = "train", root: str | Path | None = None,
     for file_name, _ in files[:-1]:
         path = folder / file_name
         entry = _read_pickle(path)
-        data, labels = _check_batch(path, entry, "fine_labels" if name == "cifar100" else "labels", len(classes))
-        images.append(data)
-        fine.append(labels)
+        images.append(_check_images(path, entry))
+        fine.append(_check_labels(path, entry, "fine_labels" if name == "cifar100" else "labels", len(classes)))
         if coarse_classes is not None:
-            coarse.append(_check_batch(path, entry, "coarse_labels", len(coarse_classes))[1])
+            coarse.append(_check_labels(path, entry, "coarse_labels", len(coarse_classes)))
     return ImageData(torch.cat(images), torch.cat(fine), list(classes), name, split, verify,
                      torch.cat(coarse) if coarse else None, coarse_classes)
 
 
-def _check_batch(path: Path, entry: dict, label_key: str, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, 3, 32, 32) uint8 images and (N,) int64 labels of one batch file, after checking that
-    the file holds exactly that; a DataCorruptError names the file and what is wrong."""
-    fix = "it is corrupted or not a CIFAR file: delete it and download again."
-    data, labels = entry.get("data"), entry.get(label_key)
+_NOT_CIFAR = "it is corrupted or not a CIFAR file: delete it and download again."
+
+
+def _check_images(path: Path, entry: dict) -> torch.Tensor:
+    """The (N, 3, 32, 32) uint8 images of one batch file, after checking that its 'data' is an
+    (N, 3072) uint8 array; a DataCorruptError names the file and what is wrong."""
+    data = entry.get("data")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8:
         raise DataCorruptError(f"{path}: 'data' is not a uint8 array ({type(data).__name__} "
-                               f"{getattr(data, 'dtype', '')}); {fix}")
+                               f"{getattr(data, 'dtype', '')}); {_NOT_CIFAR}")
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DataCorruptError(f"{path} does not hold (N, 3072) images (data {data.shape}); {_NOT_CIFAR}")
+    return torch.from_numpy(data).view(-1, 3, 32, 32)
+
+
+def _check_labels(path: Path, entry: dict, label_key: str, num_classes: int) -> torch.Tensor:
+    """The (N,) int64 labels under `label_key` of one batch file, after checking that they are one
+    integer in [0, num_classes) per image; a DataCorruptError names the file and what is wrong."""
+    labels, n = entry.get(label_key), len(entry["data"])
     if not isinstance(labels, list) or not all(isinstance(y, (int, np.integer)) for y in labels):
-        raise DataCorruptError(f"{path}: {label_key!r} is not a list of integer labels; {fix}")
-    if data.ndim != 2 or data.shape != (len(labels), 3 * 32 * 32):
-        raise DataCorruptError(f"{path} does not hold (N, 3072) images with N labels (data {data.shape}, "
-                               f"{len(labels)} labels); {fix}")
+        raise DataCorruptError(f"{path}: {label_key!r} is not a list of integer labels; {_NOT_CIFAR}")
+    if len(labels) != n:
+        raise DataCorruptError(f"{path} does not hold N labels for its N = {n} images ({len(labels)} in "
+                               f"{label_key!r}); {_NOT_CIFAR}")
     labels = torch.tensor(labels, dtype=torch.int64)
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise DataCorruptError(f"{path}: {label_key!r} holds labels outside [0, {num_classes}) "
-                               f"({labels.min().item()} to {labels.max().item()}); {fix}")
-    return torch.from_numpy(data).view(-1, 3, 32, 32), labels
+                               f"({labels.min().item()} to {labels.max().item()}); {_NOT_CIFAR}")
+    return labels
 
 
 def make_synthetic(split: str = "train", n: int | None = None, num_classes: int = 100,
