@@ -96,8 +96,7 @@ def inception_weights(runs_dir: str | Path | None = None) -> tuple[str | None, s
     official = Path(torch.hub.get_dir()) / "checkpoints" / OFFICIAL_INCEPTION_FILE
     if official.exists():
         return None, "official"
-    converted = runs_root(runs_dir) / "inception" / "pt_inception-2015-12-05-from-fid-helper.pth"
-    return str(offline_inception_weights(converted)), "fid-helper"
+    return str(offline_inception_weights(runs_dir)), "fid-helper"
 
 
 def check_images(images: torch.Tensor, what: str) -> None:

@@ -94,9 +94,10 @@ def _extractor_state_layout() -> dict[str, torch.Tensor]:
         return _Layout(FEATURE_EXTRACTOR, ["2048"], feature_extractor_weights_path=str(empty)).state_dict()
 
 
-def offline_inception_weights(cache: Path | None = None) -> Path:
-    """Convert the fid-helper weights once (atomic write) and return the cached torch-fidelity weights file."""
-    path = cache or runs_root() / "inception" / "pt_inception-2015-12-05-from-fid-helper.pth"
+def offline_inception_weights(runs_dir: str | Path | None = None) -> Path:
+    """Convert the fid-helper weights once (atomic write) into the runs root ($NBCODE_RUNS by default)
+    and return the cached torch-fidelity weights file."""
+    path = runs_root(runs_dir) / "inception" / "pt_inception-2015-12-05-from-fid-helper.pth"
     if not path.exists():
         save_checkpoint(path, convert_fid_helper_weights())
     return path
