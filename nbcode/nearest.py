@@ -10,12 +10,15 @@ block of distances.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
 from nbcode.alexnet import build_lpips
+from nbcode.checkpoint import runs_root, save_checkpoint
+from nbcode.data import ImageData
 from nbcode.verdict import verdict
 
 
@@ -82,6 +85,19 @@ def lpips_to_nearest(images: torch.Tensor, training: torch.Tensor, batch_size: i
         b = training[nearest[start:start + batch_size]].float().div(127.5).sub(1)
         distances.append(metric(a, b).flatten())
     return NearestLPIPS(torch.cat(distances), nearest, weights)
+
+
+def real_lpips(reference: ImageData, training: ImageData, runs_dir: str | Path | None = None,
+               progress: bool = False) -> NearestLPIPS:
+    """`lpips_to_nearest` for real held-out images (e.g. the test subset a GAN is scored against):
+    the floor its samples are read against. Cached under the runs root, keyed by the pixels of
+    both sets, so it is computed once however many models are evaluated against it."""
+    path = runs_root(runs_dir) / "floors" / f"lpips-{reference.fingerprint()}-{training.fingerprint()}.pt"
+    if path.exists():
+        return NearestLPIPS(**torch.load(path, weights_only=True))
+    result = lpips_to_nearest(reference.images, training.images, progress=progress)
+    save_checkpoint(path, result._asdict())
+    return result
 
 
 def lpips_record(samples: NearestLPIPS, real: NearestLPIPS, pool: int) -> dict:

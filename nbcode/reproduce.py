@@ -32,7 +32,7 @@ from nbcode.checkpoint import git_commit, read_record, runs_root, write_json
 from nbcode.data import DataMissingError, dataset_name, ensure_downloaded, load_for_profile
 from nbcode.fid import fid_kid, real_floor, sample_images, save_evaluation
 from nbcode.gan_train import GANSettings, load_trained_generator, train_gan
-from nbcode.nearest import lpips_record, lpips_to_nearest
+from nbcode.nearest import lpips_record, lpips_to_nearest, real_lpips
 from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
 from nbcode.train import train_classifier
 
@@ -74,7 +74,7 @@ def evaluate_gan(record: dict, profile: Profile, runs_dir: str | Path | None = N
     floor = real_floor(train, test, runs_dir, progress)
     scores |= {"fid_floor": floor["fid"], "kid_floor": floor["kid_mean"]}
     scores |= lpips_record(lpips_to_nearest(samples, train.images, progress=progress),
-                           lpips_to_nearest(test.images, train.images, progress=progress), len(train))
+                           real_lpips(test, train, runs_dir, progress), len(train))
     return save_evaluation(record, scores, runs_dir)
 
 

@@ -27,7 +27,7 @@ from nbcode.display import print_warnings_as_notes, show_source
 from nbcode.fid import fid_kid, gan_verdict, real_floor, sample_images, save_evaluation
 from nbcode.gan import LATENT, to_uint8
 from nbcode.gan_train import GANSettings, load_trained_generator, train_gan
-from nbcode.nearest import copying_verdict, lpips_record, lpips_to_nearest, nearest_images
+from nbcode.nearest import copying_verdict, lpips_record, lpips_to_nearest, nearest_images, real_lpips
 from nbcode.plots import image_grid
 from nbcode.profiles import describe, get_profile, pick_device
 
@@ -160,7 +160,7 @@ show_source(nearest_images)
 show_source(lpips_to_nearest)
 
 # %%
-real = lpips_to_nearest(test.images, train.images)
+real = real_lpips(test, train)  # cached: computed once per test subset and training split
 for name, images in samples.items():
     scores[name] |= lpips_record(lpips_to_nearest(images, train.images), real, len(train))
     save_evaluation(records[name], scores[name])  # the run record the book's results page reads

