@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jupyter_server_mathjax
@@ -37,7 +38,7 @@ NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 GENERATED = BOOK / "_generated"
 RESULTS = ROOT / "results"  # committed records of full-budget runs (python -m nbcode.reproduce --export results)
-SETTINGS = ("NBCODE_DATASET", "NBCODE_DATA", "NBCODE_UNVERIFIED", "NBCODE_RUNS")
+SETTINGS = ("NBCODE_DATASET", "NBCODE_DATA", "NBCODE_UNVERIFIED", "NBCODE_RUNS", "NBCODE_PRECISION")
 PAPER = {"classifier x1": "57.7 ± 2.3% test (94,372 params)", "classifier x2": "65% test (334,052 params)",
          "gan conditional": "FID 38.27", "gan unconditional": "FID 32.00",
          "gan conditional lpips": "LPIPS 0.23 (settings not stated)"}
@@ -72,15 +73,33 @@ def execute_notebooks(profile: str) -> list[Path]:
         else:
             print(f"{source.name}: executing at profile {profile} ...", flush=True)
             notebook = jupytext.read(source)
+            started = time.perf_counter()
             try:
                 NotebookClient(notebook, timeout=None, kernel_name="python3",
                                resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
             except CellExecutionError as error:
                 raise NotebookFailed(f"notebook {source.name} failed at profile {profile}:\n{error}") from None
             notebook.metadata["nbcode_key"] = key
+            notebook.metadata["nbcode_seconds"] = round(time.perf_counter() - started, 1)
             nbformat.write(notebook, target)
+            print(f"{source.name}: executed in {notebook.metadata['nbcode_seconds'] / 60:.1f} min", flush=True)
         outputs.append(target)
     return outputs
+
+
+def chapter_times() -> str:
+    """Markdown: how long each chapter took to execute when it was last run (read from the
+    executed notebooks), with the profile and data settings it ran at."""
+    times = {target.stem: nbformat.read(target, as_version=4).metadata.get("nbcode_seconds")
+             for target in sorted(GENERATED.glob("[0-9][0-9]_*.ipynb"))}
+    times = {chapter: seconds for chapter, seconds in times.items() if seconds is not None}
+    if not times:
+        return ""
+    lines = [f"| {chapter} | {seconds / 60:.1f} min |" for chapter, seconds in times.items()]
+    total = sum(times.values()) / 60
+    return ("\n## How long each chapter took\n\nWall time of each notebook's last execution on the machine "
+            "that built this book (training included when a run was not cached):\n\n"
+            "| chapter | executed in |\n|---|---|\n" + "\n".join(lines) + f"\n| all | {total:.1f} min |\n")
 
 
 def load_records(profile: str) -> list[dict]:
@@ -120,10 +139,11 @@ def committed_section(committed: list[tuple[dict, list[dict]]], with_paper: bool
 
 def budget(record: dict) -> str:
     if record["kind"] == "classifier":
-        return f"{record['steps']:,} steps × {record['batch']}"
+        return f"{record['steps']:,} steps × {record['batch']}, {record.get('precision', 'fp32')}"
     if record["kind"] == "gan":
         return f"{record['iterations']:,} iterations × {record['batch']}"
-    return f"{record['n_generated']:,} generated vs {record['n_reference']:,} test images"
+    return (f"{record['iterations']:,} iterations; {record['n_generated']:,} generated vs "
+            f"{record['n_reference']:,} test images")
 
 
 def result_rows(records: list[dict]) -> list[dict]:
@@ -132,9 +152,12 @@ def result_rows(records: list[dict]) -> list[dict]:
     for r in records:
         if r["kind"] == "classifier" and "final" in r:
             test = r["final"]["test"]
+            full = (f"{100 * r['full_splits']['test']:.1f}% on all {r['full_splits']['images']['test']:,} test "
+                    f"images; " if "full_splits" in r else "")
             rows.append({"what": f"DS-ResNet x{r['width_factor']}, {r['recipe']['name']} recipe, test accuracy",
                          "key": f"classifier x{r['width_factor']}", "recipe": r["recipe"]["name"],
-                         "value": f"{100 * test['mean']:.1f} ± {100 * test['std']:.1f}% ({r['parameters']:,} params)",
+                         "value": f"{full}{100 * test['mean']:.1f} ± {100 * test['std']:.1f}% over the last "
+                                  f"{test['evals']} evaluations ({r['parameters']:,} params)",
                          "record": r})
         elif r["kind"] == "evaluation":
             kind = "conditional" if r["conditional"] else "unconditional"
@@ -195,7 +218,8 @@ def write_pages(profile: str) -> None:
     (BOOK / "intro.md").write_text(
         f"{intro}\n## The paper's claims beside ours\n\nBuilt at profile **{profile}** from the runs found "
         f"on this machine. Only the `paper` profile on CIFAR-100 is comparable with the paper; every cell "
-        f"names its dataset and budget.\n\n{table(rows, with_paper=True) if rows else empty}\n{committed}")
+        f"names its dataset and budget.\n\n{table(rows, with_paper=True) if rows else empty}\n{committed}"
+        f"{chapter_times()}")
     details = []
     for row in rows:
         r = row["record"]

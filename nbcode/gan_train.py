@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -154,15 +155,29 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
         The run record (also metrics.json): settings, parameter counts, and per-iteration logs of
         the losses, mean sigmoid scores, and for aw the weights and the case that fired.
     """
-    if settings.loss not in ("aw", "hinge"):
-        raise ValueError(f"unknown GAN loss {settings.loss!r}; valid: aw, hinge")
-    train = load_for_profile(profile, "train", dataset_name(dataset))
-    folder = runs_root(runs_dir) / "gan" / run_name(settings, train, profile, seed)
+    train, folder = _data_and_folder(settings, profile, dataset, seed, runs_dir)
     with run_lock(folder):  # a second process asking for this run waits, then reads the result
         record = read_record(folder / "metrics.json")
         if record is not None and record.get("step") == profile.gan_iterations:
             return record
         return _train_gan_locked(settings, profile, train, seed, folder, progress, stop_after)
+
+
+def is_trained(settings: GANSettings, profile: Profile, *, dataset: str | None = None, seed: int = 0,
+               runs_dir: str | Path | None = None) -> bool:
+    """True when `train_gan` with these arguments would load a finished run instead of training."""
+    _, folder = _data_and_folder(settings, profile, dataset, seed, runs_dir)
+    record = read_record(folder / "metrics.json")
+    return record is not None and record.get("step") == profile.gan_iterations
+
+
+def _data_and_folder(settings: GANSettings, profile: Profile, dataset: str | None, seed: int,
+                     runs_dir: str | Path | None) -> tuple[ImageData, Path]:
+    """The training split a run uses and its run folder."""
+    if settings.loss not in ("aw", "hinge"):
+        raise ValueError(f"unknown GAN loss {settings.loss!r}; valid: aw, hinge")
+    train = load_for_profile(profile, "train", dataset_name(dataset))
+    return train, runs_root(runs_dir) / "gan" / run_name(settings, train, profile, seed)
 
 
 def _train_gan_locked(settings: GANSettings, profile: Profile, train: ImageData, seed: int, folder: Path,
@@ -180,11 +195,12 @@ def _train_gan_locked(settings: GANSettings, profile: Profile, train: ImageData,
     done, log = 0, {"d_loss": [], "g_loss": [], "real_score": [], "fake_score": [], "w_real": [], "w_fake": [],
                     "case": []}
     parts = ("g", "d", "g_ema", "g_opt", "d_opt")
+    seconds = 0.0
     if checkpoint_path.exists():
-        state = load_checkpoint(checkpoint_path, architecture, device, keys=("step", "log", *parts))
+        state = load_checkpoint(checkpoint_path, architecture, device, keys=("step", "log", "seconds", *parts))
         for module, key in zip((g, d, g_ema, g_opt, d_opt), parts):
             module.load_state_dict(state[key])
-        done, log = state["step"], state["log"]
+        done, log, seconds = state["step"], state["log"], state["seconds"]
 
     fixed = torch.Generator().manual_seed(12345)
     grid_z = torch.randn(GRID_CLASSES * GRID_PER_CLASS, LATENT, generator=fixed).to(device)
@@ -198,6 +214,7 @@ def _train_gan_locked(settings: GANSettings, profile: Profile, train: ImageData,
     last = min(total, stop_after) if stop_after is not None else total
     batch = profile.gan_batch
     every = max(1, total // 10)  # sample grids and checkpoints ten times per run
+    started, seconds_before = time.perf_counter(), seconds
     for step in tqdm(range(done, last), initial=done, total=total, desc=folder.name, disable=not progress):
         rng = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
         index = batch_indices(len(labels), batch, step, seed).to(device)
@@ -220,14 +237,16 @@ def _train_gan_locked(settings: GANSettings, profile: Profile, train: ImageData,
             with torch.no_grad():
                 save_image(g_ema(grid_z, grid_y).add(1).div(2), folder / f"samples_{done:06d}.png", nrow=GRID_PER_CLASS)
         if done % every == 0 or done == total or done == last:
+            seconds = seconds_before + time.perf_counter() - started
             save_checkpoint(checkpoint_path, {"architecture": architecture, "step": done, "log": log,
-                                              "g": g.state_dict(), "d": d.state_dict(), "g_ema": g_ema.state_dict(),
-                                              "g_opt": g_opt.state_dict(), "d_opt": d_opt.state_dict()})
-            record.update(step=done, log=log)
+                                              "seconds": seconds, "g": g.state_dict(), "d": d.state_dict(),
+                                              "g_ema": g_ema.state_dict(), "g_opt": g_opt.state_dict(),
+                                              "d_opt": d_opt.state_dict()})
+            record.update(step=done, log=log, train_seconds=seconds)
             write_json(metrics_path, record)  # progress a reader can follow; complete once done == total
     # Whatever the loop did (nothing, when the checkpoint already held the last step asked for),
     # the record ends complete, consistent with the checkpoint, and on disk.
-    record.update(step=done, log=log)
+    record.update(step=done, log=log, train_seconds=seconds)
     write_json(metrics_path, record)
     return record
 

@@ -12,7 +12,7 @@ so that the same notebook runs in seconds under the tests (smoke), in minutes on
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 
@@ -31,7 +31,11 @@ class Profile:
         classifier_steps: optimiser steps of the ResNet (the paper: 10,000).
         classifier_batch: images per ResNet step (the paper: 512).
         eval_every: evaluate the classifier every this many steps.
-        eval_images: images per split scored at each evaluation (None: the whole split).
+        eval_images: images per split scored at each evaluation (None: the whole split); the
+            final evaluation also scores the whole validation and test splits.
+        comparison_steps: optimiser steps of the recipe, width, ablation and seed comparisons
+            of notebook 02 (`comparison_budget`), at the same batch.
+        comparison_eval_every: evaluate those runs every this many steps.
         gan_iterations: generator updates of the GAN (the paper: 50,000).
         gan_batch: images per GAN step.
         fid_samples: generated images, and reference images, for FID and KID.
@@ -47,6 +51,8 @@ class Profile:
     classifier_batch: int
     eval_every: int
     eval_images: int | None
+    comparison_steps: int
+    comparison_eval_every: int
     gan_iterations: int
     gan_batch: int
     fid_samples: int
@@ -58,14 +64,17 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_limit=2048, allow_synthetic=True,
                      classifier_steps=30, classifier_batch=64, eval_every=10, eval_images=256,
+                     comparison_steps=30, comparison_eval_every=10,
                      gan_iterations=20, gan_batch=32, fid_samples=32,
                      toy_steps=40, toy_seeds=2, timing_repeats=3),
     "quick": Profile("quick", train_limit=None, allow_synthetic=False,
-                     classifier_steps=300, classifier_batch=128, eval_every=50, eval_images=1000,
-                     gan_iterations=600, gan_batch=64, fid_samples=500,
+                     classifier_steps=650, classifier_batch=512, eval_every=65, eval_images=1000,
+                     comparison_steps=60, comparison_eval_every=12,
+                     gan_iterations=1500, gan_batch=64, fid_samples=500,
                      toy_steps=1500, toy_seeds=3, timing_repeats=20),
     "paper": Profile("paper", train_limit=None, allow_synthetic=False,
                      classifier_steps=10_000, classifier_batch=512, eval_every=500, eval_images=None,
+                     comparison_steps=10_000, comparison_eval_every=500,
                      gan_iterations=50_000, gan_batch=64, fid_samples=10_000,
                      toy_steps=3000, toy_seeds=5, timing_repeats=50),
 }
@@ -83,6 +92,13 @@ def get_profile(name: str | None = None) -> Profile:
         raise ValueError(f"unknown profile {chosen!r} (from {'argument' if name else PROFILE_VARIABLE}); "
                          f"valid profiles: {valid}")
     return PROFILES[chosen]
+
+
+def comparison_budget(profile: Profile) -> Profile:
+    """`profile` with its classifier budget cut to `comparison_steps` (same batch), evaluated
+    every `comparison_eval_every` steps: the budget of notebook 02's comparisons."""
+    return replace(profile, classifier_steps=profile.comparison_steps,
+                   eval_every=profile.comparison_eval_every)
 
 
 def pick_device() -> torch.device:

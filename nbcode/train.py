@@ -1,7 +1,8 @@
 """Training the DS-ResNet: recipes, the loop, evaluation, checkpoints, caching and a CLI.
 
     record = train_classifier("paper", get_profile("quick"))   # trains, or loads the cached result
-    record["final"]["test"]                                      # {"mean": ..., "std": ..., "evals": ...}
+    record["final"]["test"]             # over the last evaluations: {"mean": ..., "std": ..., "evals": ...}
+    record["full_splits"]["test"]       # the final weights on the whole test split
 
 Headless, e.g. on a GPU box (the notebook then finds the cached run):
 
@@ -32,6 +33,7 @@ from nbcode.checkpoint import (git_commit, load_checkpoint, read_record, run_loc
                                settings_hash, write_json)
 from nbcode.data import (DataMissingError, ImageData, batch_indices, channel_stats, dataset_name,
                          ensure_downloaded, load_for_profile)
+from nbcode.precision import autocast, precision_name, training_dtype
 from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
 from nbcode.resnet import DSResNet, count_parameters
 from nbcode.verdict import verdict
@@ -72,13 +74,15 @@ RECIPES = {
 
 
 def ablations(recipe: Recipe = RECIPES["improved"]) -> dict[str, Recipe]:
-    """The improved recipe with one of its four changes undone at a time (back to the paper's
-    setting), keyed by the change that is missing:
+    """The improved recipe with one of its training changes undone at a time (back to the
+    paper's setting), keyed by the change that is missing:
 
         "AdamW + weight decay"  -> Adam without decay
         "one-cycle schedule"    -> the paper's constant lr 1e-3
         "label smoothing"       -> none
-        "flip TTA"              -> no test-time flip
+
+    The fourth change, flip TTA, does not touch training: `without_flip_tta` reads its
+    ablation off the improved run itself.
     """
     paper = RECIPES["paper"]
     return {"AdamW + weight decay": replace(recipe, name=f"{recipe.name}-no-adamw", optimizer=paper.optimizer,
@@ -86,8 +90,26 @@ def ablations(recipe: Recipe = RECIPES["improved"]) -> dict[str, Recipe]:
             "one-cycle schedule": replace(recipe, name=f"{recipe.name}-no-onecycle", schedule=paper.schedule,
                                           lr=paper.lr),
             "label smoothing": replace(recipe, name=f"{recipe.name}-no-smoothing",
-                                       label_smoothing=paper.label_smoothing),
-            "flip TTA": replace(recipe, name=f"{recipe.name}-no-tta", flip_tta=paper.flip_tta)}
+                                       label_smoothing=paper.label_smoothing)}
+
+
+def without_flip_tta(record: dict) -> dict:
+    """The record of a flip-TTA run as if scored without TTA: same weights, so no second run.
+
+    Each evaluation of a recipe with flip TTA also keeps the plain accuracy ({split}_no_tta);
+    this copy puts those in place of the TTA ones and recomputes "final" and "full_splits".
+    """
+    if not record["recipe"]["flip_tta"]:
+        raise ValueError(f"{record['run']} was scored without flip TTA already")
+    splits = ("train", "validation", "test")
+    history = [{**h, **{split: h[f"{split}_no_tta"] for split in splits}} for h in record["history"]]
+    plain = {**record, "history": history,
+             "recipe": {**record["recipe"], "name": f"{record['recipe']['name']}-no-tta", "flip_tta": False}}
+    if "final" in record:
+        plain["final"] = final_accuracy(history)
+        full = record["full_splits"]
+        plain["full_splits"] = {**full, **{split: full[f"{split}_no_tta"] for split in ("validation", "test")}}
+    return plain
 
 
 def get_recipe(name: str) -> Recipe:
@@ -129,24 +151,40 @@ def make_optimizer(model: nn.Module, recipe: Recipe,
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-             flip_tta: bool = False, batch_size: int = 1000) -> float:
-    """Top-1 accuracy in [0, 1] of `model` in eval mode.
+             batch_size: int = 1000) -> dict[str, float]:
+    """Top-1 accuracy in [0, 1] of `model` in eval mode (fp32), without and with flip test-time
+    augmentation (both from the same forward passes).
 
     Args:
         images: (N, 3, 32, 32) uint8 on the model's device; labels: (N,) int64.
-        flip_tta: average the logits of each image and its mirror image.
+    Returns:
+        {"plain": from the logits of each image, "flip_tta": from the logits of each image and
+        of its mirror image, summed}.
     """
     was_training = model.training
     model.eval()
-    correct = 0
+    correct = {"plain": 0, "flip_tta": 0}
     for start in range(0, len(labels), batch_size):
         x = prepare_batch(images[start:start + batch_size], mean, std).contiguous(memory_format=torch.channels_last)
+        y = labels[start:start + batch_size]
         logits = model(x)
-        if flip_tta:
-            logits = logits + model(x.flip(3))
-        correct += (logits.argmax(1) == labels[start:start + batch_size]).sum().item()
+        correct["plain"] += (logits.argmax(1) == y).sum().item()
+        correct["flip_tta"] += ((logits + model(x.flip(3))).argmax(1) == y).sum().item()
     model.train(was_training)
-    return correct / len(labels)
+    return {name: count / len(labels) for name, count in correct.items()}
+
+
+def scores(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], mean: torch.Tensor,
+           std: torch.Tensor, flip_tta: bool) -> dict[str, float]:
+    """The accuracy of each split as the recipe reads it ({split: accuracy}), and, for a recipe
+    with flip TTA, the same without it ({split}_no_tta): the ablation of TTA needs no second run."""
+    result = {}
+    for name, (images, labels) in splits.items():
+        accuracy = evaluate(model, images, labels, mean, std)
+        result[name] = accuracy["flip_tta" if flip_tta else "plain"]
+        if flip_tta:
+            result[f"{name}_no_tta"] = accuracy["plain"]
+    return result
 
 
 def training_batch(images: torch.Tensor, labels: torch.Tensor, batch_size: int, step: int, seed: int,
@@ -166,9 +204,11 @@ def training_batch(images: torch.Tensor, labels: torch.Tensor, batch_size: int, 
 
 
 def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-                  label_smoothing: float = 0.0) -> torch.Tensor:
-    """Forward, cross-entropy, backward and one optimiser step; returns the detached loss."""
-    loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+                  label_smoothing: float = 0.0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Forward (under bf16 autocast when `dtype` is bfloat16), cross-entropy, backward and one
+    optimiser step on the fp32 weights; returns the detached loss."""
+    with autocast(x.device, dtype):
+        loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -176,15 +216,17 @@ def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.T
 
 
 def run_name(recipe: Recipe, width_factor: int, train: ImageData, test: ImageData, profile: Profile,
-             seed: int) -> str:
+             seed: int, dtype: torch.dtype) -> str:
     """The folder name of a run: a readable part, then a hash of everything that determines its
-    result (every setting of the recipe, the width, the data actually loaded, the budgets, the seed)."""
+    result (every setting of the recipe, the width, the data actually loaded, the budgets, the
+    seed, the training precision)."""
     budgets = ("train_limit", "classifier_steps", "classifier_batch", "eval_every", "eval_images")
-    key = {"recipe": asdict(recipe), "width_factor": width_factor, "seed": seed,
+    key = {"recipe": asdict(recipe), "width_factor": width_factor, "seed": seed, "precision": precision_name(dtype),
            "budgets": {name: getattr(profile, name) for name in budgets},
            "data": [[d.name, d.split, d.verified, len(d), d.fingerprint()] for d in (train, test)]}
     return (f"dsresnet-x{width_factor}-{recipe.name}-{train.name}-{profile.name}-"
-            f"{profile.classifier_steps}x{profile.classifier_batch}-seed{seed}-{settings_hash(key)}")
+            f"{profile.classifier_steps}x{profile.classifier_batch}-seed{seed}-{precision_name(dtype)}-"
+            f"{settings_hash(key)}")
 
 
 def final_accuracy(history: list[dict]) -> dict:
@@ -240,17 +282,19 @@ def train_classifier(recipe_name: str | Recipe, profile: Profile, *, width_facto
     dataset = dataset_name(dataset)
     full_train = load_for_profile(profile, "train", dataset)
     test = load_for_profile(profile, "test", dataset)
-    folder = runs_root(runs_dir) / "classifier" / run_name(recipe, width_factor, full_train, test, profile, seed)
+    dtype = training_dtype(pick_device())
+    folder = runs_root(runs_dir) / "classifier" / run_name(recipe, width_factor, full_train, test, profile, seed,
+                                                            dtype)
     with run_lock(folder):  # a second process asking for this run waits, then reads the result
         record = read_record(folder / "metrics.json")
         if record is not None and record.get("step") == profile.classifier_steps and "final" in record:
             return record
-        return _train_classifier_locked(recipe, profile, width_factor, full_train, test, seed, folder, progress,
-                                        stop_after)
+        return _train_classifier_locked(recipe, profile, width_factor, full_train, test, seed, dtype, folder,
+                                        progress, stop_after)
 
 
 def _train_classifier_locked(recipe: Recipe, profile: Profile, width_factor: int, full_train: ImageData,
-                             test: ImageData, seed: int, folder: Path, progress: bool,
+                             test: ImageData, seed: int, dtype: torch.dtype, folder: Path, progress: bool,
                              stop_after: int | None) -> dict:
     """The body of train_classifier, run while holding the run folder's lock."""
     metrics_path, checkpoint_path = folder / "metrics.json", folder / "checkpoint.pt"
@@ -260,9 +304,10 @@ def _train_classifier_locked(recipe: Recipe, profile: Profile, width_factor: int
     mean, std = channel_stats(train.images)
     images, labels = train.images.to(device), train.labels.to(device)
     n = profile.eval_images or len(test)  # the same number of images from each split
+    full = {"validation": (validation.images.to(device), validation.labels.to(device)),
+            "test": (test.images.to(device), test.labels.to(device))}
     scored = {"train": (images[:n], labels[:n]),  # re-scored without augmentation
-              "validation": (validation.images[:n].to(device), validation.labels[:n].to(device)),
-              "test": (test.images[:n].to(device), test.labels[:n].to(device))}
+              **{name: (x_[:n], y_[:n]) for name, (x_, y_) in full.items()}}
 
     torch.manual_seed(seed)
     model = DSResNet(num_classes=len(train.classes), width_factor=width_factor)
@@ -281,7 +326,8 @@ def _train_classifier_locked(recipe: Recipe, profile: Profile, width_factor: int
     record = {"kind": "classifier", "run": folder.name, "architecture": architecture,
               "width_factor": width_factor, "num_classes": len(train.classes),
               "parameters": count_parameters(model), "recipe": asdict(recipe), "profile": profile.name,
-              "steps": steps, "batch": profile.classifier_batch, "seed": seed, "dataset": train.name,
+              "steps": steps, "batch": profile.classifier_batch, "seed": seed, "precision": precision_name(dtype),
+              "dataset": train.name,
               "data": {"train": train.describe(), "validation": validation.describe(), "test": test.describe()},
               "eval_images": {name: len(y_) for name, (_, y_) in scored.items()},
               "device": str(device), "commit": git_commit()}
@@ -291,16 +337,16 @@ def _train_classifier_locked(recipe: Recipe, profile: Profile, width_factor: int
     started, seconds_before = time.perf_counter(), seconds
     for step in bar:
         x, y = training_batch(images, labels, profile.classifier_batch, step, seed, mean, std, recipe.augmentation)
-        losses.append(training_step(model, optimizer, x, y, recipe.label_smoothing))
+        losses.append(training_step(model, optimizer, x, y, recipe.label_smoothing, dtype))
         schedule.step()
         done = step + 1
         evaluate_now = done % profile.eval_every == 0 or done == steps
         if evaluate_now:
-            scores = {name: evaluate(model, x_, y_, mean, std, recipe.flip_tta) for name, (x_, y_) in scored.items()}
+            accuracy = scores(model, scored, mean, std, recipe.flip_tta)
             history.append({"step": done, "lr": schedule.get_last_lr()[0],
-                            "train_loss": torch.stack(losses).mean().item(), **scores})
+                            "train_loss": torch.stack(losses).mean().item(), **accuracy})
             losses = []
-            bar.set_postfix(val=f"{scores['validation']:.3f}", loss=f"{history[-1]['train_loss']:.3f}")
+            bar.set_postfix(val=f"{accuracy['validation']:.3f}", loss=f"{history[-1]['train_loss']:.3f}")
         if evaluate_now or done == last:
             seconds = seconds_before + time.perf_counter() - started
             save_checkpoint(checkpoint_path, {"architecture": architecture, "step": done, "history": history,
@@ -314,6 +360,8 @@ def _train_classifier_locked(recipe: Recipe, profile: Profile, width_factor: int
     record.update(step=done, history=history, train_seconds=seconds)
     if done == steps:
         record["final"] = final_accuracy(history)
+        record["full_splits"] = {**scores(model, full, mean, std, recipe.flip_tta),
+                                 "images": {name: len(y_) for name, (_, y_) in full.items()}}
     write_json(metrics_path, record)
     return record
 
@@ -346,9 +394,12 @@ def main() -> None:
         raise SystemExit(str(error)) from None
     record = train_classifier(args.recipe, get_profile(args.profile), width_factor=args.width_factor,
                               dataset=args.dataset, seed=args.seed, runs_dir=args.runs_dir)
-    final = record["final"]
-    print(f"{record['run']}: test {final['test']['mean']:.2%} +- {final['test']['std']:.2%}, "
-          f"validation {final['validation']['mean']:.2%} (last {final['test']['evals']} evaluations)")
+    final, full = record["final"], record["full_splits"]
+    print(f"{record['run']}: final weights {full['test']:.2%} on all {full['images']['test']:,} test images, "
+          f"{full['validation']:.2%} on all {full['images']['validation']:,} validation images; "
+          f"last {final['test']['evals']} evaluations: test {final['test']['mean']:.2%} +- "
+          f"{final['test']['std']:.2%}, validation {final['validation']['mean']:.2%}; "
+          f"{record['train_seconds'] / 60:.1f} min")
 
 
 if __name__ == "__main__":

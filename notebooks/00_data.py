@@ -56,7 +56,8 @@ train = load_for_profile(profile, "train")
 test = load_for_profile(profile, "test")
 print(train.describe())
 print(test.describe())
-print("images:", tuple(train.images.shape), train.images.dtype, "| labels:", tuple(train.labels.shape))
+print("images:", tuple(train.images.shape), train.images.dtype,
+      "| labels:", tuple(train.labels.shape))
 
 # %% [markdown]
 # ## Classes and superclasses
@@ -66,7 +67,8 @@ print("images:", tuple(train.images.shape), train.images.dtype, "| labels:", tup
 # %%
 if train.coarse_labels is not None:
     for c, coarse_name in enumerate(train.coarse_classes):
-        members = sorted({train.classes[f] for f in train.labels[train.coarse_labels == c].tolist()})
+        fine = train.labels[train.coarse_labels == c].tolist()
+        members = sorted({train.classes[f] for f in fine})
         print(f"{coarse_name:<32} {', '.join(members)}")
 else:
     print("classes:", ", ".join(train.classes))
@@ -99,7 +101,8 @@ print(f"train: {train_counts.min().item()}-{train_counts.max().item()} images pe
 # %%
 shown = list(range(min(32, len(train.classes))))
 firsts = torch.stack([train.images[(train.labels == c).nonzero()[0, 0]] for c in shown])
-image_grid(firsts, [train.classes[c] for c in shown], title=f"One image per class — {train.describe()}")
+image_grid(firsts, [train.classes[c] for c in shown],
+           title=f"One image per class — {train.describe()}")
 plt.show()
 
 # %% [markdown]
@@ -132,7 +135,8 @@ show_source(augment_batch)
 # %%
 originals = train.images[:8]
 generator = torch.Generator().manual_seed(0)
-draws = [augment_batch(originals, torch.zeros(3), torch.ones(3), Augmentation(), generator) for _ in range(3)]
+no_normalisation = torch.zeros(3), torch.ones(3)  # mean 0, std 1: pixels stay in [0, 1]
+draws = [augment_batch(originals, *no_normalisation, Augmentation(), generator) for _ in range(3)]
 image_grid(torch.cat([originals.float() / 255, *draws]), ncols=8,
            title="Top row: originals; below: three augmented draws (crop+pad 4, flip, jitter 0.2)")
 plt.show()
@@ -149,7 +153,8 @@ plt.show()
 
 # %%
 print(f"profile {profile.name}: {train.describe()}; {test.describe()}")
-print("channel mean", [round(v, 4) for v in mean.tolist()], "std", [round(v, 4) for v in std.tolist()])
+print("channel mean", [round(v, 4) for v in mean.tolist()],
+      "std", [round(v, 4) for v in std.tolist()])
 
 # %% [markdown]
 # ## Exercises
@@ -164,9 +169,10 @@ print("channel mean", [round(v, 4) for v in mean.tolist()], "std", [round(v, 4) 
 
 # %%
 counts = torch.bincount(train.labels, minlength=len(train.classes))
-print(f"images per class: min {counts.min().item()}, max {counts.max().item()} ({train.describe()})")
+print(f"images per class: min {counts.min().item()}, max {counts.max().item()} "
+      f"({train.describe()})")
 strong = Augmentation(brightness=0.8, contrast=0.8, saturation=0.8)
-strong_draws = augment_batch(originals, torch.zeros(3), torch.ones(3), strong, torch.Generator().manual_seed(0))
+strong_draws = augment_batch(originals, *no_normalisation, strong, torch.Generator().manual_seed(0))
 image_grid(torch.cat([originals.float() / 255, strong_draws]), ncols=8,
            title="Exercise 2: originals, and draws with jitter 0.8")
 plt.show()

@@ -22,8 +22,9 @@
 import matplotlib.pyplot as plt
 import torch
 
-from nbcode.cost import (cost_ratio, counted_macs, separable_conv, separable_conv_macs, separable_conv_params,
-                         standard_conv, standard_conv_macs, standard_conv_params)
+from nbcode.cost import (cost_ratio, counted_macs, separable_conv, separable_conv_macs,
+                         separable_conv_params, standard_conv, standard_conv_macs,
+                         standard_conv_params)
 from nbcode.display import print_warnings_as_notes, show_source
 from nbcode.profiles import describe, get_profile, pick_device
 from nbcode.resnet import DSResNet, count_parameters
@@ -68,13 +69,15 @@ for n in widths:
     counted = (counted_macs(standard, (1, n, d_f, d_f)), counted_macs(separable, (1, n, d_f, d_f)))
     assert analytic == counted, (n, analytic, counted)
     rows.append(dict(width=n, standard_macs=analytic[0], separable_macs=analytic[1],
-                     standard_params=standard_conv_params(d_k, n, n), separable_params=separable_conv_params(d_k, n, n),
+                     standard_params=standard_conv_params(d_k, n, n),
+                     separable_params=separable_conv_params(d_k, n, n),
                      ratio=analytic[1] / analytic[0], formula=cost_ratio(d_k, n)))
-print(f"{'M=N':>5} {'standard MACs':>14} {'separable MACs':>15} {'params std':>11} {'params sep':>11} "
-      f"{'ratio':>7} {'1/N+1/9':>8}")
+print(f"{'M=N':>5} {'standard MACs':>14} {'separable MACs':>15} {'params std':>11} "
+      f"{'params sep':>11} {'ratio':>7} {'1/N+1/9':>8}")
 for r in rows:
-    print(f"{r['width']:>5} {r['standard_macs']:>14,} {r['separable_macs']:>15,} {r['standard_params']:>11,} "
-          f"{r['separable_params']:>11,} {r['ratio']:>7.4f} {r['formula']:>8.4f}")
+    print(f"{r['width']:>5} {r['standard_macs']:>14,} {r['separable_macs']:>15,} "
+          f"{r['standard_params']:>11,} {r['separable_params']:>11,} {r['ratio']:>7.4f} "
+          f"{r['formula']:>8.4f}")
 print("analytic counts equal FlopCounterMode's for every width")
 
 # %% [markdown]
@@ -89,7 +92,8 @@ repeats = profile.timing_repeats
 timings = []
 for n in widths:
     x = torch.randn(32, n, d_f, d_f, device=device)
-    layers = {"standard": standard_conv(d_k, n, n).to(device), "separable": separable_conv(d_k, n, n).to(device)}
+    layers = {"standard": standard_conv(d_k, n, n).to(device),
+              "separable": separable_conv(d_k, n, n).to(device)}
     row = {"width": n}
     with torch.no_grad():
         for name, layer in layers.items():
@@ -99,7 +103,8 @@ for n in widths:
             row[name + " channels_last"] = median_seconds(lambda: layer_cl(x_cl), repeats=repeats)
     timings.append(row)
 print(f"batch 32, {d_f}x{d_f} maps, {d_k}x{d_k} kernels, {device}, median of {repeats} runs (ms)")
-print(f"{'M=N':>5} {'standard':>9} {'separable':>10} {'std NHWC':>9} {'sep NHWC':>9} {'speed-up':>9} {'FLOP cut':>9}")
+print(f"{'M=N':>5} {'standard':>9} {'separable':>10} {'std NHWC':>9} {'sep NHWC':>9} "
+      f"{'speed-up':>9} {'FLOP cut':>9}")
 for t, r in zip(timings, rows):
     best_sep = min(t["separable"], t["separable channels_last"])
     best_std = min(t["standard"], t["standard channels_last"])
@@ -157,8 +162,9 @@ print(f"DSResNet: {count_parameters(model):,} parameters, "
 #   library's kernels.
 
 # %%
-print(f"profile {profile.name}, {device}: FLOP cut at width 128 = {1 / rows[3]['ratio']:.1f}x, measured "
-      f"speed-up NCHW = {timings[3]['standard'] / timings[3]['separable']:.1f}x, channels_last = "
+print(f"profile {profile.name}, {device}: FLOP cut at width 128 = {1 / rows[3]['ratio']:.1f}x, "
+      f"measured speed-up NCHW = {timings[3]['standard'] / timings[3]['separable']:.1f}x, "
+      f"channels_last = "
       f"{timings[3]['standard channels_last'] / timings[3]['separable channels_last']:.1f}x")
 
 # %% [markdown]
@@ -177,4 +183,5 @@ full = counted_macs(DSResNet(), (1, 3, 32, 32))
 half = counted_macs(DSResNet(), (1, 3, 16, 16))
 print(f"DS-ResNet multiply-adds: {full:,} at 32x32, {half:,} at 16x16 ({half / full:.3f} of them)")
 for d_k in (3, 5, 7):
-    print(f"{d_k}x{d_k}, N = 128: a separable layer costs {cost_ratio(d_k, 128):.3f} of a standard one")
+    print(f"{d_k}x{d_k}, N = 128: a separable layer costs {cost_ratio(d_k, 128):.3f} "
+          f"of a standard one")

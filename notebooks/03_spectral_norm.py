@@ -88,14 +88,16 @@ for start in range(20):
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.semilogy(range(1, rounds + 1), errors.T.numpy(), color="tab:blue", alpha=0.3)
-ax.semilogy(range(1, rounds + 1), errors.median(0).values.numpy(), color="black", label="median of 20 starts")
+ax.semilogy(range(1, rounds + 1), errors.median(0).values.numpy(), color="black",
+            label="median of 20 starts")
 ax.set_xlabel("power-iteration rounds from a random start")
 ax.set_ylabel("relative error of σ estimate")
 ax.set_title(f"Cold start needs tens of rounds (σ2/σ1 = {singular[1].item() / exact:.3f})")
 ax.legend()
 plt.show()
 print(f"sigma_1 = {exact:.4f}, sigma_2 = {singular[1].item():.4f}; median error after 1 round "
-      f"{errors[:, 0].median().item():.2e}, after {rounds} rounds {errors[:, -1].median().item():.2e}")
+      f"{errors[:, 0].median().item():.2e}, "
+      f"after {rounds} rounds {errors[:, -1].median().item():.2e}")
 
 # %% [markdown]
 # Random initial weights have singular values that crowd together (σ₂/σ₁ close to 1), so from a
@@ -116,8 +118,8 @@ exact_history, estimate_history = [], []
 
 def record(step: int, d: nn.Module) -> None:
     layers = [m for m in d if hasattr(m, "parametrizations")]
-    exact_history.append([torch.linalg.matrix_norm(m.parametrizations.weight.original.detach(), 2).item()
-                          for m in layers])
+    weights = [m.parametrizations.weight.original.detach() for m in layers]
+    exact_history.append([torch.linalg.matrix_norm(w, 2).item() for w in weights])
     estimate_history.append([m.parametrizations.weight[0].sigma.item() for m in layers])
 
 
@@ -141,8 +143,8 @@ right.legend(fontsize=7)
 fig.tight_layout()
 plt.show()
 tail = relative[len(relative) // 2:]
-print(f"{profile.toy_steps} steps ({profile.name} profile): median relative error over the second half "
-      f"{tail.median().item():.2e}, worst {tail.max().item():.2e}")
+print(f"{profile.toy_steps} steps ({profile.name} profile): median relative error over the "
+      f"second half {tail.median().item():.2e}, worst {tail.max().item():.2e}")
 
 # %% [markdown]
 # What to read in these curves:
@@ -163,7 +165,8 @@ print(f"{profile.toy_steps} steps ({profile.name} profile): median relative erro
 # %%
 half = len(relative) // 2
 for i in range(relative.shape[1]):
-    print(f"layer {i + 1}: median relative error {relative[half:, i].median().item():.2e} over steps {half}-{len(relative)}")
+    print(f"layer {i + 1}: median relative error {relative[half:, i].median().item():.2e} "
+          f"over steps {half}-{len(relative)}")
 
 # %% [markdown]
 # ## What the shortcut saves
@@ -174,8 +177,8 @@ for i in range(relative.shape[1]):
 # device, median of `profile.timing_repeats` runs each:
 
 # %%
-shapes = [(16, 3 * 9), (16, 16 * 16), (32, 16 * 9), (32, 32 * 16), (64, 32 * 9), (64, 64 * 16), (128, 64 * 9),
-          (512, 512 * 9)]
+shapes = [(16, 3 * 9), (16, 16 * 16), (32, 16 * 9), (32, 32 * 16), (64, 32 * 9), (64, 64 * 16),
+          (128, 64 * 9), (512, 512 * 9)]
 rows = []
 for out_features, in_features in shapes:
     w = torch.randn(out_features, in_features, device=device)

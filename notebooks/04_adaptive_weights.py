@@ -76,14 +76,15 @@ show_source(adaptive_weights)
 
 # %%
 g_real = torch.tensor([3.0, 4.0])
-examples = [([-2.0, 1.0], 0.4, 0.5), ([1.0, 2.0], 0.4, 0.5), ([-2.0, 1.0], 0.8, 0.3), ([1.0, 2.0], 0.8, 0.3),
-            ([-2.0, 1.0], 0.6, 0.5)]
+examples = [([-2.0, 1.0], 0.4, 0.5), ([1.0, 2.0], 0.4, 0.5), ([-2.0, 1.0], 0.8, 0.3),
+            ([1.0, 2.0], 0.8, 0.3), ([-2.0, 1.0], 0.6, 0.5)]
 fig, axes = plt.subplots(1, 5, figsize=(16, 3.6))
 for ax, (g_f, rs, fs) in zip(axes, examples):
     g_fake = torch.tensor(g_f)
     w = adaptive_weights(g_real, g_fake, rs, fs)
     combined = w.w_real * g_real + w.w_fake * g_fake
-    arrows = [(g_real, "tab:blue", "g_r"), (g_fake, "tab:orange", "g_f"), (g_real + g_fake, "grey", "g_r + g_f"),
+    arrows = [(g_real, "tab:blue", "g_r"), (g_fake, "tab:orange", "g_f"),
+              (g_real + g_fake, "grey", "g_r + g_f"),
               (4 * combined / combined.norm(), "tab:red", "aw direction (length 4)")]
     for vector, colour, label in arrows:
         ax.quiver(0, 0, vector[0].item(), vector[1].item(), color=colour, label=label,
@@ -95,7 +96,8 @@ for ax, (g_f, rs, fs) in zip(axes, examples):
     ax.set_ylabel("parameter 2")
     ax.set_title(f"{w.case}\nrs={rs}, fs={fs}: w_r={w.w_real:.3f}, w_f={w.w_fake:.3f}", fontsize=8)
 axes[0].legend(fontsize=7, loc="upper left")
-fig.suptitle("Where real is behind and the gradients conflict, aw follows g_r with its g_f-component removed")
+fig.suptitle("Where real is behind and the gradients conflict, "
+             "aw follows g_r with its g_f-component removed")
 fig.tight_layout()
 plt.show()
 
@@ -136,7 +138,8 @@ show_source(aw_discriminator_backward)
 
 # %%
 seeds = list(range(profile.toy_seeds))
-runs = {loss: [train_toy_gan(loss, steps=profile.toy_steps, seed=s) for s in seeds] for loss in ("hinge", "aw")}
+runs = {loss: [train_toy_gan(loss, steps=profile.toy_steps, seed=s) for s in seeds]
+        for loss in ("hinge", "aw")}
 print(f"{profile.toy_steps} iterations per run, batch 256, seeds {seeds} ({profile.name} profile); "
       f"quality measured on 2,000 samples per run")
 print(f"{'loss':<6} {'seed':>4} {'modes (of 8)':>13} {'high-quality share':>19}")
@@ -167,7 +170,8 @@ for row, (loss, loss_runs) in enumerate(runs.items()):
         ax.set_title(f"{loss}, seed {run.seed}: {modes}/8 modes, {quality:.0%} good", fontsize=9)
         ax.set_xlabel("x")
         ax.set_ylabel("y")
-fig.suptitle(f"Generator samples after {profile.toy_steps} iterations: hinge (top) against aw (bottom)")
+fig.suptitle(f"Generator samples after {profile.toy_steps} iterations: "
+             f"hinge (top) against aw (bottom)")
 fig.tight_layout()
 plt.show()
 
@@ -214,7 +218,8 @@ plt.show()
 for loss in ("hinge", "aw"):
     modes = [scores[loss, s][0] for s in seeds]
     quality = [scores[loss, s][1] for s in seeds]
-    print(f"{loss:<6} modes covered per seed {modes}, mean high-quality share {np.mean(quality):.1%} "
+    print(f"{loss:<6} modes covered per seed {modes}, "
+          f"mean high-quality share {np.mean(quality):.1%} "
           f"({profile.toy_steps} iterations, {len(seeds)} seeds, {profile.name} profile)")
 print(f"aw weight floor epsilon = {EPSILON}")
 print(coverage_verdict([scores["hinge", s][0] for s in seeds], [scores["aw", s][0] for s in seeds],
@@ -238,6 +243,7 @@ for loss in ("hinge", "aw"):
                                                       progress=False).samples)
 print(coverage_verdict([scores["hinge", s][0] for s in [*seeds, extra]],
                        [scores["aw", s][0] for s in [*seeds, extra]], profile.toy_steps))
+g_real, g_fake = torch.tensor([-2.0, 1.0]), torch.tensor([1.0, 2.0])
 for real_score in (0.3, 0.5, 0.6, 0.8, 0.9):
-    case = adaptive_weights(torch.tensor([-2.0, 1.0]), torch.tensor([1.0, 2.0]), real_score, 0.5).case
+    case = adaptive_weights(g_real, g_fake, real_score, 0.5).case
     print(f"r_s {real_score:.1f}, f_s 0.5: {case}")

@@ -89,7 +89,8 @@ conditional = count_parameters(Generator()) + count_parameters(Discriminator())
 unconditional = count_parameters(Generator(0)) + count_parameters(Discriminator(0))
 print(f"conditional GAN:   {conditional:,} parameters (the paper reports 942,812: a difference of "
       f"{942_812 - conditional})")
-print(f"unconditional GAN: {unconditional:,} parameters (plain affine BatchNorm, no class embedding)")
+print(f"unconditional GAN: {unconditional:,} parameters "
+      f"(plain affine BatchNorm, no class embedding)")
 
 # %% [markdown]
 # ## Where the other 200 parameters may be
@@ -127,9 +128,11 @@ print(f"conditional {conditional:,}, unconditional {unconditional:,}, paper 942,
 # %%
 conditional, plain = Generator(num_classes=100), Generator(num_classes=0)
 predicted = sum(2 * width * 100 for width in conditional.widths)
-print(f"generator: {count_parameters(conditional):,} conditional, {count_parameters(plain):,} plain; "
+print(f"generator: {count_parameters(conditional):,} conditional, "
+      f"{count_parameters(plain):,} plain; "
       f"difference {count_parameters(conditional) - count_parameters(plain):,} "
       f"(CBN embeddings alone: {predicted:,}; what else differs?)")
 for classes in (100, 10):
-    print(f"discriminator with {classes} classes: {count_parameters(Discriminator(num_classes=classes)):,} "
+    with_classes = count_parameters(Discriminator(num_classes=classes))
+    print(f"discriminator with {classes} classes: {with_classes:,} "
           f"parameters ({count_parameters(Discriminator(num_classes=0)):,} unconditional)")

@@ -33,8 +33,8 @@ import torch
 
 from nbcode.checkpoint import runs_root
 from nbcode.display import print_warnings_as_notes, show_source
-from nbcode.gan_train import (GANSettings, build_gan, gan_iteration, load_trained_generator, run_summary,
-                              train_gan)
+from nbcode.gan_train import (GANSettings, build_gan, gan_iteration, load_trained_generator,
+                              run_summary, train_gan)
 from nbcode.losses import AW_CASES
 from nbcode.plots import image_grid, moving_average, smoothing_window
 from nbcode.profiles import describe, get_profile, pick_device
@@ -84,7 +84,8 @@ record = train_gan(settings, profile)
 log = record["log"]
 print(f"{record['run']}: {record['step']} iterations × batch {record['batch']}, {record['data']}")
 print(f"parameters: generator {record['parameters']['generator']:,}, "
-      f"discriminator {record['parameters']['discriminator']:,}; device {record['device']}, commit {record['commit']}")
+      f"discriminator {record['parameters']['discriminator']:,}; device {record['device']}, "
+      f"commit {record['commit']}")
 
 # %% [markdown]
 # ## Losses and scores
@@ -155,7 +156,8 @@ for ax, path in zip(np.atleast_1d(axes), shown):
     ax.imshow(plt.imread(path))
     ax.set_title(f"iteration {int(path.stem.split('_')[1]):,}")
     ax.axis("off")
-rows = [record["classes"][i] for i in record["grid_labels"][::8]] if record["grid_labels"] else ["(unconditional)"]
+rows = ([record["classes"][i] for i in record["grid_labels"][::8]] if record["grid_labels"]
+        else ["(unconditional)"])
 fig.suptitle(f"Fixed-noise samples; rows: {', '.join(rows)}")
 fig.tight_layout()
 plt.show()
@@ -173,6 +175,9 @@ plt.show()
 
 # %%
 print(run_summary(record))
+print(f"this run trained in {record['train_seconds'] / 60:.1f} min on {record['device']} "
+      f"({1000 * record['train_seconds'] / record['iterations']:.0f} ms per iteration, "
+      f"from its run record)")
 
 # %% [markdown]
 # ## Exercises
@@ -193,5 +198,6 @@ noise = torch.randn(16, 128, generator=torch.Generator().manual_seed(0))
 labels = torch.arange(16) % len(record["classes"]) if record["settings"]["conditional"] else None
 with torch.no_grad():
     pair = [load_trained_generator(record, ema=ema)(noise, labels) for ema in (True, False)]
-image_grid(torch.cat(pair).add(1).div(2), ncols=16, title="Exercise 2: averaged generator (top), raw (bottom)")
+image_grid(torch.cat(pair).add(1).div(2), ncols=16,
+           title="Exercise 2: averaged generator (top), raw (bottom)")
 plt.show()

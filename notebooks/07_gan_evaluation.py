@@ -26,8 +26,9 @@ from nbcode.data import load_for_profile
 from nbcode.display import print_warnings_as_notes, show_source
 from nbcode.fid import fid_kid, gan_verdict, real_floor, sample_images, save_evaluation
 from nbcode.gan import LATENT, to_uint8
-from nbcode.gan_train import GANSettings, load_trained_generator, train_gan
-from nbcode.nearest import copying_verdict, lpips_record, lpips_to_nearest, nearest_images, real_lpips
+from nbcode.gan_train import GANSettings, is_trained, load_trained_generator, train_gan
+from nbcode.nearest import (copying_verdict, lpips_record, lpips_to_nearest, nearest_images,
+                            real_lpips)
 from nbcode.plots import image_grid
 from nbcode.profiles import describe, get_profile, pick_device
 
@@ -38,15 +39,22 @@ device = pick_device()
 print(describe(profile, device))
 
 # %% [markdown]
-# The conditional run of notebook 6 and its unconditional twin (trained here if not cached):
+# The conditional run of notebook 6 and its unconditional twin. A run that is not in the runs
+# cache is trained here first, at this profile's budget; the cell says which.
 
 # %%
-records = {"conditional": train_gan(GANSettings(loss="aw"), profile),
-           "unconditional": train_gan(GANSettings(loss="aw", conditional=False), profile)}
+settings = {"conditional": GANSettings(loss="aw"),
+            "unconditional": GANSettings(loss="aw", conditional=False)}
+for name, chosen in settings.items():
+    if not is_trained(chosen, profile):
+        print(f"{name}: no finished run in the cache; training it now "
+              f"({profile.gan_iterations:,} iterations, {profile.name} profile)")
+records = {name: train_gan(chosen, profile) for name, chosen in settings.items()}
 generators = {name: load_trained_generator(record) for name, record in records.items()}
 classes = records["conditional"]["classes"]
 for name, record in records.items():
-    print(f"{name}: {record['run']} ({record['data']})")
+    print(f"{name}: {record['run']} ({record['data']}; trained in "
+          f"{record['train_seconds'] / 60:.1f} min on {record['device']})")
 
 
 # %% [markdown]
@@ -81,7 +89,8 @@ for c in chosen:
     line = (1 - steps) * ends[0] + steps * ends[1]
     with torch.no_grad():
         rows.append(to_uint8(generators["conditional"](line, torch.full((8,), c))))
-image_grid(torch.cat(rows), [f"{classes[c][:12]} {t:.2f}" for c in chosen for t in steps.flatten().tolist()],
+captions = [f"{classes[c][:12]} {t:.2f}" for c in chosen for t in steps.flatten().tolist()]
+image_grid(torch.cat(rows), captions,
            title="Latent interpolations, one class per row (left to right: t = 0 → 1)")
 plt.show()
 
@@ -91,10 +100,12 @@ plt.show()
 # The paper singles out *pickup truck* and *woman*; on another dataset we take two of its classes.
 
 # %%
-picked = [classes.index(c) for c in ("pickup_truck", "woman") if c in classes] or [1, len(classes) - 1]
+picked = ([classes.index(c) for c in ("pickup_truck", "woman") if c in classes]
+          or [1, len(classes) - 1])
 with torch.no_grad():
-    rows = [to_uint8(generators["conditional"](torch.randn(8, LATENT, generator=generator), torch.full((8,), c)))
-            for c in picked]
+    noise = [torch.randn(8, LATENT, generator=generator) for _ in picked]
+    rows = [to_uint8(generators["conditional"](z, torch.full((8,), c)))
+            for z, c in zip(noise, picked)]
 image_grid(torch.cat(rows), [classes[c][:12] for c in picked for _ in range(8)],
            title="Eight samples of each class, not cherry-picked")
 plt.show()
@@ -115,8 +126,9 @@ plt.show()
 # its spread over subsets is large at small n; it gets the same floor.
 
 # %%
-test = load_for_profile(profile, "test", records["conditional"]["dataset"]).subset(profile.fid_samples)
-train = load_for_profile(profile, "train", records["conditional"]["dataset"])
+dataset = records["conditional"]["dataset"]
+test = load_for_profile(profile, "test", dataset).subset(profile.fid_samples)
+train = load_for_profile(profile, "train", dataset)
 samples = {name: sample_images(g, profile.fid_samples, seed=0) for name, g in generators.items()}
 scores = {name: fid_kid(None, test, 0, generated=images) for name, images in samples.items()}
 floor = real_floor(train, test)
@@ -127,9 +139,10 @@ for name, s in [*scores.items(), ("real training images", floor)]:
     print(f"{name:<22} {s['fid']:8.2f} {1000 * s['kid_mean']:8.2f} ± {1000 * s['kid_std']:5.2f} "
           f"{s['n_generated']:>7,} {s['n_reference']:>12,}")
 print(f"reference: {test.describe()}; profile {profile.name}, "
-      f"{records['conditional']['iterations']:,} iterations; Inception weights {floor['inception_weights']}")
-print("the paper: FID 38.27 conditional, 32.00 unconditional (CIFAR-100 test set, 10,000 vs 10,000, "
-      "50,000 iterations)")
+      f"{records['conditional']['iterations']:,} iterations; "
+      f"Inception weights {floor['inception_weights']}")
+print("the paper: FID 38.27 conditional, 32.00 unconditional "
+      "(CIFAR-100 test set, 10,000 vs 10,000, 50,000 iterations)")
 
 # %% [markdown]
 # ## LPIPS to the nearest training images
@@ -167,7 +180,8 @@ for name, images in samples.items():
 print(f"LPIPS v0.1 (AlexNet, weights from {real.weights}) to the pixel-L2 nearest of "
       f"{len(train):,} training images ({train.describe()}):")
 for name, s in scores.items():
-    print(f"  {name:<14} {s['lpips_mean']:.3f} ± {s['lpips_std']:.3f} over {s['lpips_n']:,} samples")
+    print(f"  {name:<14} {s['lpips_mean']:.3f} ± {s['lpips_std']:.3f} "
+          f"over {s['lpips_n']:,} samples")
 print(f"  {'real test':<14} {real.distances.mean():.3f} ± {real.distances.std():.3f} over "
       f"{len(real.distances):,} test images (the floor at these settings)")
 print("the paper: 0.23 (settings not stated; CIFAR-100, 50,000 iterations)")

@@ -104,3 +104,12 @@ def test_no_chapter_shows_a_warning_or_a_path_of_this_machine(html):
                 text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
                 leaked = [path for path in machine_paths if path in text]
                 assert not leaked, f"{notebook.name}: output shows {leaked}: {text[:300]}"
+
+
+def test_notebook_code_fits_the_books_width():
+    """The book shows code cells without a sideways scroll bar up to 100 characters."""
+    too_long = [f"{source.name}:{number}: {len(line)} characters"
+                for source in sorted((BOOK.parent / "notebooks").glob("[0-9][0-9]_*.py"))
+                for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1)
+                if len(line) > 100]
+    assert not too_long, "\n".join(too_long)

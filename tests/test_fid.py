@@ -10,19 +10,31 @@ import nbcode.fid
 from nbcode.data import make_synthetic
 from nbcode.fid import LabelledSampler, fid_kid, gan_verdict, real_floor, sample_images
 from nbcode.gan import Generator
-from nbcode.inception import FEATURE_EXTRACTOR, load_fid_helper_model, offline_inception_weights
+from nbcode.inception import (DEFAULT_FEATURE_EXTRACTOR, ChannelsLastInceptionV3, load_fid_helper_model,
+                              offline_inception_weights)
 
 
 def test_converted_weights_reproduce_the_torchscript_features():
     torch.manual_seed(0)
     images = torch.randint(0, 256, (2, 3, 299, 299), dtype=torch.uint8)
-    extractor = FeatureExtractorInceptionV3(FEATURE_EXTRACTOR, ["2048"],
+    extractor = FeatureExtractorInceptionV3(DEFAULT_FEATURE_EXTRACTOR, ["2048"],
                                             feature_extractor_weights_path=str(offline_inception_weights()))
     ours = extractor(images)[0]
     with torch.no_grad():
         theirs = load_fid_helper_model()((images.float() - 128) / 128)
     assert ours.shape == theirs.shape == (2, 2048)
     assert (ours - theirs).abs().max().item() < 1e-3
+
+
+def test_the_channels_last_extractor_gives_the_default_features():
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    weights = str(offline_inception_weights())
+    default = FeatureExtractorInceptionV3(DEFAULT_FEATURE_EXTRACTOR, ["2048"], feature_extractor_weights_path=weights)
+    fast = ChannelsLastInceptionV3(DEFAULT_FEATURE_EXTRACTOR, ["2048"], feature_extractor_weights_path=weights)
+    assert fast.Conv2d_1a_3x3.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected, ours = default.eval()(images)[0], fast.eval()(images)[0]
+    assert (ours - expected).abs().max().item() < 1e-4 * expected.abs().max().item()
 
 
 def test_fid_of_a_set_against_itself_is_zero_and_of_different_sets_positive():

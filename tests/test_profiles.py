@@ -31,3 +31,13 @@ def test_device_and_description():
     assert device.type in ("cuda", "mps", "cpu")
     text = describe(get_profile("smoke"), torch.device("cpu"))
     assert "profile: smoke" in text and "device: cpu" in text and "classifier_steps" in text
+
+
+def test_the_comparison_budget_keeps_the_batch():
+    from nbcode.profiles import comparison_budget
+    for profile in PROFILES.values():
+        smaller = comparison_budget(profile)
+        assert smaller.classifier_steps == profile.comparison_steps <= profile.classifier_steps
+        assert smaller.classifier_batch == profile.classifier_batch
+        assert smaller.eval_every == profile.comparison_eval_every <= smaller.classifier_steps
+    assert comparison_budget(PROFILES["paper"]) == PROFILES["paper"]  # the paper's x2 at full budget

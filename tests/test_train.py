@@ -9,7 +9,8 @@ import torch
 
 from nbcode.checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
 from nbcode.data import load_for_profile
-from nbcode.profiles import get_profile
+from nbcode.precision import training_dtype
+from nbcode.profiles import get_profile, pick_device
 from nbcode.train import get_recipe, load_trained_classifier, recipe_verdict, run_name, train_classifier
 
 TINY = dataclasses.replace(get_profile("smoke"), name="tiny", classifier_steps=12, classifier_batch=32,
@@ -56,7 +57,8 @@ def test_checkpoint_of_another_architecture_is_refused_clearly(tmp_path):
     first = train_classifier("paper", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False, stop_after=4)
     runs = tmp_path / "classifier"
     train, test = load_for_profile(TINY, "train", "synthetic"), load_for_profile(TINY, "test", "synthetic")
-    shutil.copytree(runs / first["run"], runs / run_name(get_recipe("paper"), 2, train, test, TINY, 0))
+    shutil.copytree(runs / first["run"], runs / run_name(get_recipe("paper"), 2, train, test, TINY, 0,
+                                                                 training_dtype(pick_device())))
     with pytest.raises(CheckpointMismatchError, match=r"not of 'DSResNet\(widths=\(64, 128, 192, 256\)"):
         train_classifier("paper", TINY, width_factor=2, dataset="synthetic", runs_dir=tmp_path, progress=False)
 
@@ -108,10 +110,35 @@ def test_each_ablation_undoes_exactly_one_change():
     from nbcode.train import RECIPES, ablations
     improved, paper = asdict(RECIPES["improved"]), asdict(RECIPES["paper"])
     undone = {"AdamW + weight decay": {"optimizer", "weight_decay"}, "one-cycle schedule": {"schedule", "lr"},
-              "label smoothing": {"label_smoothing"}, "flip TTA": {"flip_tta"}}
+              "label smoothing": {"label_smoothing"}}
+    assert set(ablations()) == set(undone)  # flip TTA is read off the improved run (without_flip_tta)
     for change, recipe in ablations().items():
         fields = asdict(recipe)
         differing = {k for k in fields if k != "name" and fields[k] != improved[k]}
         assert differing == undone[change], change
         assert all(fields[k] == paper[k] for k in differing)  # back to the paper's setting
         assert recipe.name != "improved"  # its own run folder and label
+
+
+def test_the_flip_tta_ablation_is_the_same_run_scored_without_flips(tmp_path):
+    from nbcode.train import without_flip_tta
+    record = train_classifier("improved", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
+    plain = without_flip_tta(record)
+    assert plain["run"] == record["run"] and not plain["recipe"]["flip_tta"]
+    assert [h["validation"] for h in plain["history"]] == [h["validation_no_tta"] for h in record["history"]]
+    assert plain["full_splits"]["test"] == record["full_splits"]["test_no_tta"]
+    assert plain["full_splits"]["images"]["test"] == len(load_for_profile(TINY, "test", "synthetic"))
+    with pytest.raises(ValueError, match="without flip TTA"):
+        without_flip_tta(plain)
+
+
+def test_precision_is_part_of_the_run_and_fp32_can_be_forced(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBCODE_PRECISION", "fp32")
+    record = train_classifier("paper", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
+    assert record["precision"] == "fp32" and "-fp32-" in record["run"]
+    monkeypatch.setenv("NBCODE_PRECISION", "bf16")
+    assert "-bf16-" in train_classifier("paper", TINY, dataset="synthetic", runs_dir=tmp_path,
+                                         progress=False)["run"]
+    monkeypatch.setenv("NBCODE_PRECISION", "fp16")
+    with pytest.raises(ValueError, match="valid: auto, bf16, fp32"):
+        train_classifier("paper", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
