@@ -254,8 +254,11 @@ def recipe_verdict(baseline: dict, other: dict) -> str:
 
     (a, var_a), (b, var_b) = mean_and_variance(baseline), mean_and_variance(other)
     difference, spread = 100 * (b - a), 100 * (var_a + var_b) ** 0.5
-    name = (f"{other['recipe']['name']} x{other['width_factor']} - "
-            f"{baseline['recipe']['name']} x{baseline['width_factor']}")
+    def label(record: dict) -> str:
+        seed = f" seed {record['seed']}" if baseline["seed"] != other["seed"] else ""
+        return f"{record['recipe']['name']} x{record['width_factor']}{seed}"
+
+    name = f"{label(other)} - {label(baseline)}"
     measured = (f"{name} = {difference:+.1f} points on validation (spread {spread:.1f}: last "
                 f"{other['final']['validation']['evals']} evaluations and {other['eval_images']['validation']:,} "
                 f"images; {other['dataset']}, {other['profile']} profile, {other['steps']:,} steps x {other['batch']})")

@@ -93,14 +93,16 @@ def test_command_line_trains_headless(tmp_path):
 
 
 def test_the_recipe_verdict_follows_the_numbers():
-    def record(mean, std, evals=3, n=1000):
+    def record(mean, std, evals=3, n=1000, seed=0):
         return {"final": {"validation": {"mean": mean, "std": std, "evals": evals}}, "eval_images": {"validation": n},
-                "recipe": {"name": "r"}, "width_factor": 1, "dataset": "d", "profile": "p", "steps": 10, "batch": 2}
+                "recipe": {"name": "r"}, "width_factor": 1, "dataset": "d", "profile": "p", "steps": 10, "batch": 2,
+                "seed": seed}
     assert recipe_verdict(record(0.50, 0.005), record(0.60, 0.005)).endswith("better at this budget.")
     assert recipe_verdict(record(0.60, 0.005), record(0.50, 0.005)).endswith("worse at this budget.")
     assert recipe_verdict(record(0.50, 0.005), record(0.51, 0.005)).endswith("inconclusive at this budget.")
     # one evaluation (std 0) on 100 images: the sampling error alone makes 4 points inconclusive
     assert "+4.0 points" in recipe_verdict(record(0.50, 0.0, 1, 100), record(0.54, 0.0, 1, 100))
+    assert recipe_verdict(record(0.5, 0.0), record(0.5, 0.0, seed=1)).startswith("r x1 seed 1 - r x1 seed 0 =")
     assert recipe_verdict(record(0.50, 0.0, 1, 100), record(0.54, 0.0, 1, 100)).endswith("inconclusive at this budget.")
 
 
