@@ -13,7 +13,7 @@ betas (0, 0.9)), batch 64, the same images.
     python benchmarks/gan_step.py [--steps 20] [--batch-size 64]
 
 Runs one iteration of each in turn, `--steps` rounds, and prints the median milliseconds per
-iteration of each and their ratio (bar: >= 1.3x on this CPU).
+iteration of each and their ratio (bar: >= 1.5x on this CPU).
 """
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ def main() -> None:
     }, args.steps)
     print(f"reference (SN hooks, separate G calls):  {1000 * timings['reference']:8.1f} ms/iteration")
     print(f"nbcode (shared fake, frozen D, NHWC):     {1000 * timings['nbcode']:8.1f} ms/iteration")
-    print(f"ratio: {timings['reference'] / timings['nbcode']:.2f}x  (bar: >= 1.3x)")
+    print(f"ratio: {timings['reference'] / timings['nbcode']:.2f}x  (bar: >= 1.5x)")
 
 
 if __name__ == "__main__":

@@ -88,8 +88,8 @@ for recipe in RECIPES.values():
 # validation and test splits. Precision is bf16 autocast where the CPU or GPU runs it in
 # hardware (fp32 weights), else fp32; set `NBCODE_PRECISION=fp32` to force fp32.
 #
-# **Two budgets.** Eight training runs at the full budget would not fit a laptop's hour, so
-# the comparisons of this chapter (paper recipe, improved recipe, 2× width, the ablations) share
+# **Two budgets.** Every run of this chapter at the full budget would not fit a laptop's hour,
+# so the comparisons of this chapter (paper recipe, improved recipe, 2× width, the ablations) share
 # a smaller budget, the profile's `comparison_steps`, and the improved recipe alone also trains
 # at the full budget, to show what it reaches. At the `paper` profile both budgets are the
 # paper's 10,000 steps, so the same runs serve both.
