@@ -139,7 +139,8 @@ def committed_section(committed: list[tuple[dict, list[dict]]], with_paper: bool
 
 def budget(record: dict) -> str:
     if record["kind"] == "classifier":
-        return f"{record['steps']:,} steps × {record['batch']}, {record.get('precision', 'fp32')}"
+        return (f"{record['steps']:,} steps × {record['batch']}, {record.get('precision', 'fp32')}, "
+                f"seed {record['seed']}")
     if record["kind"] == "gan":
         return f"{record['iterations']:,} iterations × {record['batch']}"
     return (f"{record['iterations']:,} iterations; {record['n_generated']:,} generated vs "
@@ -154,8 +155,10 @@ def result_rows(records: list[dict]) -> list[dict]:
             test = r["final"]["test"]
             full = (f"{100 * r['full_splits']['test']:.1f}% on all {r['full_splits']['images']['test']:,} test "
                     f"images; " if "full_splits" in r else "")
+            ablated = r["recipe"]["name"] not in ("paper", "improved")  # the paper reports no ablation
             rows.append({"what": f"DS-ResNet x{r['width_factor']}, {r['recipe']['name']} recipe, test accuracy",
-                         "key": f"classifier x{r['width_factor']}", "recipe": r["recipe"]["name"],
+                         "key": f"classifier x{r['width_factor']}" + (" ablation" if ablated else ""),
+                         "recipe": r["recipe"]["name"],
                          "value": f"{full}{100 * test['mean']:.1f} ± {100 * test['std']:.1f}% over the last "
                                   f"{test['evals']} evaluations ({r['parameters']:,} params)",
                          "record": r})
