@@ -157,8 +157,8 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
     """
     train, folder = _data_and_folder(settings, profile, dataset, seed, runs_dir)
     with run_lock(folder):  # a second process asking for this run waits, then reads the result
-        record = read_record(folder / "metrics.json")
-        if record is not None and record.get("step") == profile.gan_iterations:
+        record = _finished_record(folder, profile)
+        if record is not None:
             return record
         return _train_gan_locked(settings, profile, train, seed, folder, progress, stop_after)
 
@@ -167,8 +167,13 @@ def is_trained(settings: GANSettings, profile: Profile, *, dataset: str | None =
                runs_dir: str | Path | None = None) -> bool:
     """True when `train_gan` with these arguments would load a finished run instead of training."""
     _, folder = _data_and_folder(settings, profile, dataset, seed, runs_dir)
+    return _finished_record(folder, profile) is not None
+
+
+def _finished_record(folder: Path, profile: Profile) -> dict | None:
+    """The record in `folder` when it holds a run finished at `profile`'s budget, else None."""
     record = read_record(folder / "metrics.json")
-    return record is not None and record.get("step") == profile.gan_iterations
+    return record if record is not None and record.get("step") == profile.gan_iterations else None
 
 
 def _data_and_folder(settings: GANSettings, profile: Profile, dataset: str | None, seed: int,

@@ -151,25 +151,26 @@ def make_optimizer(model: nn.Module, recipe: Recipe,
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-             batch_size: int = 1000) -> dict[str, float]:
-    """Top-1 accuracy in [0, 1] of `model` in eval mode (fp32), without and with flip test-time
-    augmentation (both from the same forward passes).
+             flip_tta: bool = False, batch_size: int = 1000) -> dict[str, float]:
+    """Top-1 accuracy in [0, 1] of `model` in eval mode (fp32); with `flip_tta`, also with flip
+    test-time augmentation, from the same forward passes plus one on the mirror images.
 
     Args:
         images: (N, 3, 32, 32) uint8 on the model's device; labels: (N,) int64.
     Returns:
-        {"plain": from the logits of each image, "flip_tta": from the logits of each image and
-        of its mirror image, summed}.
+        {"plain": from the logits of each image} and, with `flip_tta`, {"flip_tta": from the
+        logits of each image and of its mirror image, summed}.
     """
     was_training = model.training
     model.eval()
-    correct = {"plain": 0, "flip_tta": 0}
+    correct = {"plain": 0, "flip_tta": 0} if flip_tta else {"plain": 0}
     for start in range(0, len(labels), batch_size):
         x = prepare_batch(images[start:start + batch_size], mean, std).contiguous(memory_format=torch.channels_last)
         y = labels[start:start + batch_size]
         logits = model(x)
         correct["plain"] += (logits.argmax(1) == y).sum().item()
-        correct["flip_tta"] += ((logits + model(x.flip(3))).argmax(1) == y).sum().item()
+        if flip_tta:
+            correct["flip_tta"] += ((logits + model(x.flip(3))).argmax(1) == y).sum().item()
     model.train(was_training)
     return {name: count / len(labels) for name, count in correct.items()}
 
@@ -180,7 +181,7 @@ def scores(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tensor]
     with flip TTA, the same without it ({split}_no_tta): the ablation of TTA needs no second run."""
     result = {}
     for name, (images, labels) in splits.items():
-        accuracy = evaluate(model, images, labels, mean, std)
+        accuracy = evaluate(model, images, labels, mean, std, flip_tta)
         result[name] = accuracy["flip_tta" if flip_tta else "plain"]
         if flip_tta:
             result[f"{name}_no_tta"] = accuracy["plain"]
