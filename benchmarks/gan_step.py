@@ -5,7 +5,8 @@
   real and on generated images, NCHW;
 - nbcode: the networks of `nbcode.gan_train.build_gan` (channels_last) and its `gan_iteration`:
   its own spectral-norm parametrisation, one generated batch shared by the discriminator and
-  generator updates, discriminator frozen during the generator's backward.
+  generator updates, discriminator frozen during the generator's backward; timed in fp32 and,
+  where the CPU does bf16 arithmetic (nbcode.precision), under bf16 autocast as `train_gan` runs it.
 
 Both use the adaptive-weighted discriminator loss and the hinge generator loss, Adam (2e-4,
 betas (0, 0.9)), batch 64, the same images.
@@ -13,7 +14,8 @@ betas (0, 0.9)), batch 64, the same images.
     python benchmarks/gan_step.py [--steps 20] [--batch-size 64]
 
 Runs one iteration of each in turn, `--steps` rounds, and prints the median milliseconds per
-iteration of each and their ratio (bar: >= 1.5x on this CPU).
+iteration of each, and last the ratio of the reference to the precision `train_gan` uses here
+(bar: >= 1.5x on this CPU).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from nbcode.data import make_synthetic
 from nbcode.gan import LATENT, Discriminator, Generator, to_gan_range
 from nbcode.gan_train import build_gan, gan_iteration
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
+from nbcode.precision import bf16_is_fast, precision_name, training_dtype
 
 
 def reference_iteration(g, d, g_opt, d_opt, real, labels, rng) -> None:
@@ -77,18 +80,24 @@ def main() -> None:
     d_opt = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.0, 0.9))
     reference_rng = torch.Generator().manual_seed(0)
 
-    torch.manual_seed(0)
-    ours_g, ours_d, ours_g_opt, ours_d_opt = build_gan(100, 2e-4)
     real_nhwc = real.contiguous(memory_format=torch.channels_last)
-    ours_rng = torch.Generator().manual_seed(0)
+    steps = {"reference": lambda: reference_iteration(g, d, g_opt, d_opt, real, labels, reference_rng)}
+    dtypes = [torch.float32] + ([torch.bfloat16] if bf16_is_fast(torch.device("cpu")) else [])
+    for dtype in dtypes:
+        torch.manual_seed(0)
+        nets, rng = build_gan(100, 2e-4), torch.Generator().manual_seed(0)
+        steps[precision_name(dtype)] = (lambda nets=nets, rng=rng, dtype=dtype:
+                                        gan_iteration(*nets, real_nhwc, labels, "aw", rng, dtype))
 
-    timings = interleaved_medians({
-        "reference": lambda: reference_iteration(g, d, g_opt, d_opt, real, labels, reference_rng),
-        "nbcode": lambda: gan_iteration(ours_g, ours_d, ours_g_opt, ours_d_opt, real_nhwc, labels, "aw", ours_rng),
-    }, args.steps)
-    print(f"reference (SN hooks, separate G calls):  {1000 * timings['reference']:8.1f} ms/iteration")
-    print(f"nbcode (shared fake, frozen D, NHWC):     {1000 * timings['nbcode']:8.1f} ms/iteration")
-    print(f"ratio: {timings['reference'] / timings['nbcode']:.2f}x  (bar: >= 1.5x)")
+    timings = interleaved_medians(steps, args.steps)
+    print(f"reference (SN hooks, separate G calls, fp32):  {1000 * timings['reference']:8.1f} ms/iteration")
+    for dtype in dtypes:
+        name = precision_name(dtype)
+        print(f"nbcode (shared fake, frozen D, NHWC), {name}:  {1000 * timings[name]:8.1f} ms/iteration "
+              f"({timings['reference'] / timings[name]:.2f}x)")
+    used = precision_name(training_dtype(torch.device("cpu")))
+    print(f"ratio: {timings['reference'] / timings[used]:.2f}x  (nbcode in {used}, as train_gan runs here; "
+          f"bar: >= 1.5x)")
 
 
 if __name__ == "__main__":

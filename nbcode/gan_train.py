@@ -31,6 +31,7 @@ from nbcode.checkpoint import (git_commit, load_checkpoint, read_record, run_loc
 from nbcode.data import DataMissingError, ImageData, batch_indices, dataset_name, ensure_downloaded, load_for_profile
 from nbcode.gan import LATENT, Discriminator, Generator, to_gan_range
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
+from nbcode.precision import autocast, precision_name, training_dtype
 from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
 from nbcode.resnet import count_parameters
 
@@ -61,15 +62,15 @@ class GANSettings:
     ema: float = 0.999
 
 
-def run_name(settings: GANSettings, train: ImageData, profile: Profile, seed: int) -> str:
+def run_name(settings: GANSettings, train: ImageData, profile: Profile, seed: int, dtype: torch.dtype) -> str:
     """The folder name of a run: a readable part, then a hash of everything that determines its
-    result (every setting, the training data actually loaded, the budgets, the seed)."""
-    key = {"settings": asdict(settings), "seed": seed,
+    result (every setting, the training data actually loaded, the budgets, the seed, the precision)."""
+    key = {"settings": asdict(settings), "seed": seed, "precision": precision_name(dtype),
            "budgets": {name: getattr(profile, name) for name in ("train_limit", "gan_iterations", "gan_batch")},
            "data": [train.name, train.split, train.verified, len(train), train.fingerprint()]}
     kind = "conditional" if settings.conditional else "unconditional"
     return (f"gan-{kind}-{settings.loss}-{train.name}-{profile.name}-{profile.gan_iterations}x{profile.gan_batch}-"
-            f"seed{seed}-{settings_hash(key)}")
+            f"seed{seed}-{precision_name(dtype)}-{settings_hash(key)}")
 
 
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
@@ -98,7 +99,8 @@ def build_gan(num_classes: int, lr: float, device: torch.device | str = "cpu"
 
 
 def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, d_opt: torch.optim.Optimizer,
-                  real: torch.Tensor, labels: torch.Tensor | None, loss: str, rng: torch.Generator) -> dict:
+                  real: torch.Tensor, labels: torch.Tensor | None, loss: str, rng: torch.Generator,
+                  dtype: torch.dtype = torch.float32) -> dict:
     """One discriminator update, then one generator update, sharing one generated batch.
 
     As in PyTorch's DCGAN example, the generated images are made once: the discriminator learns
@@ -109,7 +111,9 @@ def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, 
     (`parametrize.cached`): both halves see the same function, and the power iteration advances
     once per iteration, in the discriminator update, as in Miyato et al.'s Algorithm 1. For the
     generator's step the discriminator is frozen: no gradients for its parameters, and in eval
-    mode, so its spectral norms reuse u and v instead of iterating again.
+    mode, so its spectral norms reuse u and v instead of iterating again. With `dtype` bfloat16
+    the convolutions and matrix products run under bf16 autocast (nbcode.precision); weights,
+    optimiser states, the power iteration and the losses stay fp32.
 
     Args:
         real: (B, 3, 32, 32) in [-1, 1]; labels: (B,) int64, or None for an unconditional GAN.
@@ -120,9 +124,11 @@ def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, 
     batch = len(real)
     fake_labels = None if labels is None else torch.randint(0, d.num_classes, (batch,), generator=rng,
                                                             device=real.device)
-    fake = g(torch.randn(batch, LATENT, generator=rng, device=real.device), fake_labels)
-    with parametrize.cached():  # one set of normalised weights (one power iteration) for both calls
-        real_out, fake_out = d(real, labels), d(fake.detach(), fake_labels)
+    z = torch.randn(batch, LATENT, generator=rng, device=real.device)
+    with autocast(real.device, dtype):
+        fake = g(z, fake_labels)
+    with parametrize.cached(), autocast(real.device, dtype):  # one power iteration for both calls
+        real_out, fake_out = d(real, labels).float(), d(fake.detach(), fake_labels).float()
         loss_real, loss_fake = hinge_real(real_out), hinge_fake(fake_out)
         stats = {"d_loss": (loss_real + loss_fake).item(),
                  "real_score": torch.sigmoid(real_out.detach()).mean().item(),
@@ -136,7 +142,8 @@ def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, 
     d_opt.step()
 
     d.requires_grad_(False).eval()  # frozen: no parameter gradients, no power-iteration step
-    g_loss = hinge_generator(d(fake, fake_labels))
+    with autocast(real.device, dtype):
+        g_loss = hinge_generator(d(fake, fake_labels).float())
     g_opt.zero_grad(set_to_none=True)
     g_loss.backward()
     g_opt.step()
@@ -155,18 +162,18 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
         The run record (also metrics.json): settings, parameter counts, and per-iteration logs of
         the losses, mean sigmoid scores, and for aw the weights and the case that fired.
     """
-    train, folder = _data_and_folder(settings, profile, dataset, seed, runs_dir)
+    train, folder, dtype = _data_and_folder(settings, profile, dataset, seed, runs_dir)
     with run_lock(folder):  # a second process asking for this run waits, then reads the result
         record = _finished_record(folder, profile)
         if record is not None:
             return record
-        return _train_gan_locked(settings, profile, train, seed, folder, progress, stop_after)
+        return _train_gan_locked(settings, profile, train, seed, dtype, folder, progress, stop_after)
 
 
 def is_trained(settings: GANSettings, profile: Profile, *, dataset: str | None = None, seed: int = 0,
                runs_dir: str | Path | None = None) -> bool:
     """True when `train_gan` with these arguments would load a finished run instead of training."""
-    _, folder = _data_and_folder(settings, profile, dataset, seed, runs_dir)
+    _, folder, _ = _data_and_folder(settings, profile, dataset, seed, runs_dir)
     return _finished_record(folder, profile) is not None
 
 
@@ -177,16 +184,17 @@ def _finished_record(folder: Path, profile: Profile) -> dict | None:
 
 
 def _data_and_folder(settings: GANSettings, profile: Profile, dataset: str | None, seed: int,
-                     runs_dir: str | Path | None) -> tuple[ImageData, Path]:
-    """The training split a run uses and its run folder."""
+                     runs_dir: str | Path | None) -> tuple[ImageData, Path, torch.dtype]:
+    """The training split a run uses, its run folder and its training precision (nbcode.precision)."""
     if settings.loss not in ("aw", "hinge"):
         raise ValueError(f"unknown GAN loss {settings.loss!r}; valid: aw, hinge")
     train = load_for_profile(profile, "train", dataset_name(dataset))
-    return train, runs_root(runs_dir) / "gan" / run_name(settings, train, profile, seed)
+    dtype = training_dtype(pick_device())
+    return train, runs_root(runs_dir) / "gan" / run_name(settings, train, profile, seed, dtype), dtype
 
 
-def _train_gan_locked(settings: GANSettings, profile: Profile, train: ImageData, seed: int, folder: Path,
-                      progress: bool, stop_after: int | None) -> dict:
+def _train_gan_locked(settings: GANSettings, profile: Profile, train: ImageData, seed: int, dtype: torch.dtype,
+                      folder: Path, progress: bool, stop_after: int | None) -> dict:
     """The body of train_gan, run while holding the run folder's lock."""
     metrics_path, checkpoint_path = folder / "metrics.json", folder / "checkpoint.pt"
     total = profile.gan_iterations
@@ -214,6 +222,7 @@ def _train_gan_locked(settings: GANSettings, profile: Profile, train: ImageData,
     record = {"kind": "gan", "run": folder.name, "architecture": architecture, "settings": asdict(settings),
               "parameters": {"generator": count_parameters(g), "discriminator": count_parameters(d)},
               "profile": profile.name, "iterations": total, "batch": profile.gan_batch, "seed": seed,
+              "precision": precision_name(dtype),
               "dataset": train.name, "data": train.describe(), "classes": train.classes, "device": str(device),
               "commit": git_commit(), "grid_labels": None if grid_y is None else grid_y.tolist()}
     last = min(total, stop_after) if stop_after is not None else total
@@ -226,7 +235,8 @@ def _train_gan_locked(settings: GANSettings, profile: Profile, train: ImageData,
         real = to_gan_range(images[index])
         real = torch.where(torch.rand(batch, 1, 1, 1, generator=rng, device=device) < 0.5, real.flip(3), real)
         real = real.contiguous(memory_format=torch.channels_last)  # the layout of build_gan's networks
-        stats = gan_iteration(g, d, g_opt, d_opt, real, labels[index] if num_classes else None, settings.loss, rng)
+        stats = gan_iteration(g, d, g_opt, d_opt, real, labels[index] if num_classes else None, settings.loss, rng,
+                              dtype)
         update_ema(g_ema, g, min(settings.ema, (1 + step) / (10 + step)))  # short warm-up of the average
 
         if not (math.isfinite(stats["d_loss"]) and math.isfinite(stats["g_loss"])):

@@ -22,7 +22,8 @@ class SpectralNorm(nn.Module):
         u <- W v / ||W v||,   v <- W^T u / ||W^T u||
 
     and then sigma = u^T W v. Gradients flow through W in sigma, not through u and v. In eval mode
-    u and v stay as they are. The latest estimate is kept in the buffer `sigma`.
+    u and v stay as they are. The latest estimate is kept in the buffer `sigma`. All of it runs in
+    the weight's precision (fp32), also inside a bf16 autocast region.
     """
 
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, eps: float = 1e-12):
@@ -47,9 +48,10 @@ class SpectralNorm(nn.Module):
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         """weight: (out, ...) -> weight / sigma, same shape."""
         matrix = weight.flatten(1)
-        if self.training:
-            self.power_iteration(matrix, self.n_power_iterations)
-        sigma = torch.dot(self.u, matrix @ self.v)  # u^T W v
+        with torch.autocast(weight.device.type, enabled=False):  # no bf16 matrix products here
+            if self.training:
+                self.power_iteration(matrix, self.n_power_iterations)
+            sigma = torch.dot(self.u, matrix @ self.v)  # u^T W v
         self.sigma = sigma.detach()
         return weight / sigma
 

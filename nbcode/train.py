@@ -151,9 +151,12 @@ def make_optimizer(model: nn.Module, recipe: Recipe,
 
 @torch.no_grad()
 def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-             flip_tta: bool = False, batch_size: int = 1000) -> dict[str, float]:
-    """Top-1 accuracy in [0, 1] of `model` in eval mode (fp32); with `flip_tta`, also with flip
+             flip_tta: bool = False, dtype: torch.dtype = torch.float32, batch_size: int = 1000) -> dict[str, float]:
+    """Top-1 accuracy in [0, 1] of `model` in eval mode; with `flip_tta`, also with flip
     test-time augmentation, from the same forward passes plus one on the mirror images.
+
+    The forward passes run in `dtype`, the precision the model trained in (bf16 autocast scores
+    ~2x faster than fp32 on a CPU with AMX; nbcode.precision).
 
     Args:
         images: (N, 3, 32, 32) uint8 on the model's device; labels: (N,) int64.
@@ -167,21 +170,23 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean:
     for start in range(0, len(labels), batch_size):
         x = prepare_batch(images[start:start + batch_size], mean, std).contiguous(memory_format=torch.channels_last)
         y = labels[start:start + batch_size]
-        logits = model(x)
-        correct["plain"] += (logits.argmax(1) == y).sum().item()
-        if flip_tta:
-            correct["flip_tta"] += ((logits + model(x.flip(3))).argmax(1) == y).sum().item()
+        with autocast(x.device, dtype):
+            logits = model(x).float()
+            correct["plain"] += (logits.argmax(1) == y).sum().item()
+            if flip_tta:
+                correct["flip_tta"] += ((logits + model(x.flip(3)).float()).argmax(1) == y).sum().item()
     model.train(was_training)
     return {name: count / len(labels) for name, count in correct.items()}
 
 
 def scores(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tensor]], mean: torch.Tensor,
-           std: torch.Tensor, flip_tta: bool) -> dict[str, float]:
+           std: torch.Tensor, flip_tta: bool, dtype: torch.dtype = torch.float32) -> dict[str, float]:
     """The accuracy of each split as the recipe reads it ({split: accuracy}), and, for a recipe
-    with flip TTA, the same without it ({split}_no_tta): the ablation of TTA needs no second run."""
+    with flip TTA, the same without it ({split}_no_tta): the ablation of TTA needs no second run.
+    Forward passes in `dtype` (see `evaluate`)."""
     result = {}
     for name, (images, labels) in splits.items():
-        accuracy = evaluate(model, images, labels, mean, std, flip_tta)
+        accuracy = evaluate(model, images, labels, mean, std, flip_tta, dtype)
         result[name] = accuracy["flip_tta" if flip_tta else "plain"]
         if flip_tta:
             result[f"{name}_no_tta"] = accuracy["plain"]
@@ -346,7 +351,7 @@ def _train_classifier_locked(recipe: Recipe, profile: Profile, width_factor: int
         done = step + 1
         evaluate_now = done % profile.eval_every == 0 or done == steps
         if evaluate_now:
-            accuracy = scores(model, scored, mean, std, recipe.flip_tta)
+            accuracy = scores(model, scored, mean, std, recipe.flip_tta, dtype)
             history.append({"step": done, "lr": schedule.get_last_lr()[0],
                             "train_loss": torch.stack(losses).mean().item(), **accuracy})
             losses = []
@@ -364,7 +369,7 @@ def _train_classifier_locked(recipe: Recipe, profile: Profile, width_factor: int
     record.update(step=done, history=history, train_seconds=seconds)
     if done == steps:
         record["final"] = final_accuracy(history)
-        record["full_splits"] = {**scores(model, full, mean, std, recipe.flip_tta),
+        record["full_splits"] = {**scores(model, full, mean, std, recipe.flip_tta, dtype),
                                  "images": {name: len(y_) for name, (_, y_) in full.items()}}
     write_json(metrics_path, record)
     return record

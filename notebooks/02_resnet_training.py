@@ -86,7 +86,8 @@ for recipe in RECIPES.values():
 # read off it. The test split is only reported. During training each split is scored on
 # `eval_images` images per evaluation; the final weights are also scored on the **whole**
 # validation and test splits. Precision is bf16 autocast where the CPU or GPU runs it in
-# hardware (fp32 weights), else fp32; set `NBCODE_PRECISION=fp32` to force fp32.
+# hardware (fp32 weights), else fp32, for training and scoring alike; set
+# `NBCODE_PRECISION=fp32` to force fp32.
 #
 # **Two budgets.** Every run of this chapter at the full budget would not fit a laptop's hour,
 # so the comparisons of this chapter (paper recipe, improved recipe, 2× width, the ablations) share

@@ -27,6 +27,8 @@
 # ```
 
 # %%
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -66,7 +68,9 @@ show_source(gan_iteration)
 # share one set of spectrally normalised weights (`parametrize.cached`), so they score with the
 # same function and the power iteration of notebook 3 advances once per iteration, in the
 # discriminator update (the generator's step calls the frozen discriminator in eval mode).
-# The networks come from `build_gan` in channels_last layout, which is faster on a CPU:
+# The networks come from `build_gan` in channels_last layout, which is faster on a CPU, and
+# `train_gan` runs each iteration under bf16 autocast where the hardware does bf16 arithmetic
+# (the record's `precision`; `NBCODE_PRECISION=fp32` switches it off, see notebook 2):
 
 # %%
 show_source(build_gan)
@@ -182,18 +186,22 @@ print(f"this run trained in {record['train_seconds'] / 60:.1f} min on {record['d
 # %% [markdown]
 # ## Exercises
 #
-# 1. **aw against hinge, inside a run.** Train the hinge-loss twin of this run (same budget and
-#    seed) and compare its summary with the aw run's. Which of the scores differ, and does the
+# 1. **aw against hinge, inside a run.** Train an aw run and its hinge-loss twin (same budget and
+#    seed) and compare their summaries. Which of the scores differ, and does the
 #    answer hold at a second seed?
 # 2. **Does the average help?** Draw the same noise through the averaged generator
 #    (`load_trained_generator(record)`) and the raw one (`ema=False`). Which grid looks better,
 #    and why does averaging weights help a GAN more than a classifier?
 #
-# The starter runs as it is (it trains the hinge twin at this profile's budget).
+# The starter runs as it is. To stay cheap it trains an aw run and its hinge twin at a short
+# exercise budget (at most 400 iterations); raise `exercise_iterations` for a real answer.
 
 # %%
-hinge = train_gan(GANSettings(loss="hinge"), profile)
-print(run_summary(hinge))
+exercise_iterations = min(profile.gan_iterations, 400)
+exercise = replace(profile, gan_iterations=exercise_iterations)
+for loss in ("aw", "hinge"):
+    print(f"{loss}, {exercise_iterations} iterations: "
+          f"{run_summary(train_gan(GANSettings(loss=loss), exercise))}")
 noise = torch.randn(16, 128, generator=torch.Generator().manual_seed(0))
 labels = torch.arange(16) % len(record["classes"]) if record["settings"]["conditional"] else None
 with torch.no_grad():

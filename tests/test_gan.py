@@ -1,5 +1,6 @@
 import copy
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -75,6 +76,30 @@ def test_one_training_iteration_changes_d_as_the_aw_rule_says():
     u_copy = {name: u for name, u in d_copy.named_buffers() if name.endswith(".u")}
     assert len(u_after) == 9 and all(torch.equal(u_after[k], u_copy[k]) for k in u_copy)  # one power step only
     assert d.training and all(p.requires_grad for p in d.parameters())
+
+
+def test_a_bf16_iteration_keeps_fp32_state_and_tracks_the_fp32_iteration():
+    torch.manual_seed(0)
+    nets = build_gan(10, 2e-4)
+    twin = copy.deepcopy(nets)
+    real, labels = torch.rand(16, 3, 32, 32) * 2 - 1, torch.randint(0, 10, (16,))
+    exact = gan_iteration(*nets, real, labels, "aw", torch.Generator().manual_seed(1))
+    fast = gan_iteration(*twin, real, labels, "aw", torch.Generator().manual_seed(1), torch.bfloat16)
+    assert fast["case"] == exact["case"]
+    for key in ("d_loss", "g_loss", "real_score", "fake_score"):
+        assert fast[key] == pytest.approx(exact[key], rel=0.02, abs=0.01), key
+    state = [*twin[0].state_dict().values(), *twin[1].state_dict().values()]
+    assert all(t.dtype in (torch.float32, torch.int64) for t in state)  # weights, BN and u, v stay fp32
+
+
+def test_precision_is_part_of_the_gan_run_and_fp32_can_be_forced(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBCODE_PRECISION", "fp32")
+    record = train_gan(GANSettings(), TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
+    assert record["precision"] == "fp32" and "-fp32-" in record["run"]
+    monkeypatch.setenv("NBCODE_PRECISION", "bf16")
+    bf16 = train_gan(GANSettings(), TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
+    assert bf16["precision"] == "bf16" and "-bf16-" in bf16["run"]
+    assert all(map(math.isfinite, bf16["log"]["d_loss"] + bf16["log"]["g_loss"]))
 
 
 def test_training_resumes_exactly_and_caches(tmp_path):
