@@ -127,6 +127,14 @@ def split_validation(train: ImageData, fraction: float = VALIDATION_FRACTION,
     return train.take(order[held:]), train.take(order[:held], "validation")
 
 
+def input_statistics(record: dict, profile: Profile) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-channel mean and std, (3,) each in [0, 1] units, that the classifier run of `record`
+    normalised its inputs with: those of its training part (the training split at `profile`, less
+    the validation images held out with the run's seed), recomputed from the data."""
+    full_train = load_for_profile(profile, "train", record["dataset"])
+    return channel_stats(split_validation(full_train, seed=record["seed"])[0].images)
+
+
 def make_optimizer(model: nn.Module, recipe: Recipe,
                    steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """The recipe's optimiser (weight decay on >= 2-D weights only) and its per-step schedule."""

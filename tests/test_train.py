@@ -11,7 +11,9 @@ from nbcode.checkpoint import CheckpointMismatchError, load_checkpoint, save_che
 from nbcode.data import load_for_profile
 from nbcode.precision import training_dtype
 from nbcode.profiles import get_profile, pick_device
-from nbcode.train import get_recipe, load_trained_classifier, recipe_verdict, run_name, train_classifier
+from nbcode.gan_test import per_class_accuracy
+from nbcode.train import (get_recipe, input_statistics, load_trained_classifier, recipe_verdict, run_name,
+                          train_classifier)
 
 TINY = dataclasses.replace(get_profile("smoke"), name="tiny", classifier_steps=12, classifier_batch=32,
                            eval_every=4, eval_images=64, train_limit=512)
@@ -144,3 +146,14 @@ def test_precision_is_part_of_the_run_and_fp32_can_be_forced(tmp_path, monkeypat
     monkeypatch.setenv("NBCODE_PRECISION", "fp16")
     with pytest.raises(ValueError, match="valid: auto, bf16, fp32"):
         train_classifier("paper", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
+
+
+def test_a_loaded_classifier_with_its_input_statistics_scores_as_its_record_says(tmp_path, monkeypatch):
+    monkeypatch.setenv("NBCODE_PRECISION", "fp32")  # the record's scores, in the precision used here
+    record = train_classifier("paper", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
+    test = load_for_profile(TINY, "test", "synthetic")
+    mean, std = input_statistics(record, TINY)
+    accuracy = per_class_accuracy(load_trained_classifier(record, tmp_path), test.images, test.labels, mean, std)
+    counts = torch.bincount(test.labels, minlength=len(accuracy)).float()
+    overall = (accuracy.nan_to_num() * counts).sum() / counts.sum()
+    assert overall.item() == pytest.approx(record["full_splits"]["test"], abs=1e-6)

@@ -1,0 +1,79 @@
+"""GAN-test accuracy (Shmelkov, Schmid and Alahari, "How good is my GAN?", ECCV 2018): does each
+class of a conditional generator look like its class to a classifier trained on real images?
+
+    images, labels = samples_per_class(generator, per_class=50)
+    generated = per_class_accuracy(classifier, images, labels, mean, std)      # (C,) in [0, 1]
+    real = per_class_accuracy(classifier, test.images, test.labels, mean, std)
+    print(recognisability_verdict(generated, real, len(labels), "cifar10, quick profile"))
+
+The classifier's accuracy on real test images is the ceiling a perfect generator would reach with
+that classifier; 1 / C is chance, what samples that carry no class would score.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from nbcode.augment import prepare_batch
+from nbcode.gan import LATENT, Generator, to_uint8
+from nbcode.verdict import verdict
+
+
+@torch.no_grad()
+def samples_per_class(generator: Generator, per_class: int, seed: int = 0,
+                      batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_class` samples of every class of a conditional generator, from seeded noise.
+
+    Returns:
+        (C * per_class, 3, 32, 32) uint8 images; (C * per_class,) int64 labels, class by class.
+    """
+    if not generator.num_classes:
+        raise ValueError("GAN-test needs a conditional generator (this one has num_classes=0)")
+    labels = torch.arange(generator.num_classes).repeat_interleave(per_class)
+    z = torch.randn(len(labels), LATENT, generator=torch.Generator().manual_seed(seed))
+    generator.eval()
+    images = [to_uint8(generator(z[start:start + batch_size], labels[start:start + batch_size]))
+              for start in range(0, len(labels), batch_size)]
+    return torch.cat(images), labels
+
+
+@torch.no_grad()
+def per_class_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor,
+                       std: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """The share of each class's images that `classifier` (eval mode, fp32) labels as that class.
+
+    Args:
+        images: (N, 3, 32, 32) uint8; labels: (N,) int64.
+        mean, std: (3,) the per-channel statistics the classifier was trained with.
+    Returns:
+        (C,) float in [0, 1], C = the classifier's number of outputs; nan for a class with no images.
+    """
+    classifier.eval()
+    correct, count = None, torch.zeros(0)
+    for start in range(0, len(labels), batch_size):
+        x = prepare_batch(images[start:start + batch_size], mean, std).contiguous(memory_format=torch.channels_last)
+        y = labels[start:start + batch_size]
+        logits = classifier(x)
+        if correct is None:
+            correct, count = torch.zeros(logits.shape[1]), torch.zeros(logits.shape[1])
+        correct.index_add_(0, y, (logits.argmax(1) == y).float())
+        count.index_add_(0, y, torch.ones(len(y)))
+    return correct / count
+
+
+def recognisability_verdict(generated: torch.Tensor, real: torch.Tensor, n_generated: int, budget: str) -> str:
+    """One sentence: the mean GAN-test accuracy against chance (1 / C) and against real test images.
+
+    Args:
+        generated, real: (C,) per-class accuracies from `per_class_accuracy`.
+        n_generated: generated images scored (the spread is the binomial one, sqrt(p (1 - p) / n)).
+        budget: dataset, profile and iterations, for the sentence.
+    """
+    chance = 1 / len(generated)
+    p, ceiling = generated.nanmean().item(), real.nanmean().item()
+    spread = (p * (1 - p) / n_generated) ** 0.5
+    measured = (f"the classifier names the requested class for {100 * p:.1f}% of {n_generated:,} generated "
+                f"images (spread {100 * spread:.1f}), against {100 * chance:.1f}% by chance and "
+                f"{100 * ceiling:.1f}% on real test images ({budget})")
+    conclusion = "the samples carry their classes" if p > chance else "the samples carry no class"
+    return verdict(measured, 100 * (p - chance), 100 * spread, conclusion)
