@@ -1,8 +1,9 @@
-"""FID Inception features: nbcode's channels_last extractor against torch-fidelity's default path.
+"""FID Inception features: nbcode's extractor against torch-fidelity's default path.
 
 Both are torch-fidelity's `inception-v3-compat` network with the same weights (torch-fidelity's
 download when present, else the offline fid-helper conversion); nbcode only stores its weights
-channels_last (`nbcode.inception.ChannelsLastInceptionV3`). On the same uint8 images the script
+channels_last, with each batch norm folded into its convolution
+(`nbcode.inception.ChannelsLastInceptionV3`). On the same uint8 images the script
 times the features of each (interleaved rounds, best round of each), then computes FID of two
 image sets through `torch_fidelity.calculate_metrics` with each extractor.
 
@@ -57,7 +58,7 @@ def main() -> None:
 
     extractors = {"torch-fidelity default": FeatureExtractorInceptionV3(DEFAULT_FEATURE_EXTRACTOR, ["2048"],
                                                                         feature_extractor_weights_path=weights),
-                  "nbcode channels_last": ChannelsLastInceptionV3(DEFAULT_FEATURE_EXTRACTOR, ["2048"],
+                  "nbcode (NHWC, BN folded)": ChannelsLastInceptionV3(DEFAULT_FEATURE_EXTRACTOR, ["2048"],
                                                                   feature_extractor_weights_path=weights)}
     best = {name: float("inf") for name in extractors}
     outputs = {}
@@ -76,9 +77,9 @@ def main() -> None:
             for name in (DEFAULT_FEATURE_EXTRACTOR, FEATURE_EXTRACTOR)}
     relative = abs(fids[FEATURE_EXTRACTOR] - fids[DEFAULT_FEATURE_EXTRACTOR]) / fids[DEFAULT_FEATURE_EXTRACTOR]
     print(f"FID {args.images} vs {args.images}: default {fids[DEFAULT_FEATURE_EXTRACTOR]:.4f}, "
-          f"channels_last {fids[FEATURE_EXTRACTOR]:.4f}, relative difference {100 * relative:.4f}% "
+          f"nbcode {fids[FEATURE_EXTRACTOR]:.4f}, relative difference {100 * relative:.4f}% "
           f"(bar: <= 0.5%)")
-    print(f"ratio: {rates['nbcode channels_last'] / rates['torch-fidelity default']:.2f}x  (bar: >= 2x)")
+    print(f"ratio: {rates['nbcode (NHWC, BN folded)'] / rates['torch-fidelity default']:.2f}x  (bar: >= 2x)")
 
 
 if __name__ == "__main__":

@@ -90,10 +90,10 @@ def main() -> None:
                                         gan_iteration(*nets, real_nhwc, labels, "aw", rng, dtype))
 
     timings = interleaved_medians(steps, args.steps)
-    print(f"reference (SN hooks, separate G calls, fp32):  {1000 * timings['reference']:8.1f} ms/iteration")
+    print(f"{'reference (SN hooks, separate G calls), fp32':<46} {1000 * timings['reference']:8.1f} ms/iteration")
     for dtype in dtypes:
         name = precision_name(dtype)
-        print(f"nbcode (shared fake, frozen D, NHWC), {name}:  {1000 * timings[name]:8.1f} ms/iteration "
+        print(f"{'nbcode (shared fake, frozen D, NHWC), ' + name:<46} {1000 * timings[name]:8.1f} ms/iteration "
               f"({timings['reference'] / timings[name]:.2f}x)")
     used = precision_name(training_dtype(torch.device("cpu")))
     print(f"ratio: {timings['reference'] / timings[used]:.2f}x  (nbcode in {used}, as train_gan runs here; "

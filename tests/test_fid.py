@@ -32,6 +32,7 @@ def test_the_channels_last_extractor_gives_the_default_features():
     default = FeatureExtractorInceptionV3(DEFAULT_FEATURE_EXTRACTOR, ["2048"], feature_extractor_weights_path=weights)
     fast = ChannelsLastInceptionV3(DEFAULT_FEATURE_EXTRACTOR, ["2048"], feature_extractor_weights_path=weights)
     assert fast.Conv2d_1a_3x3.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())  # folded into the convs
     with torch.no_grad():
         expected, ours = default.eval()(images)[0], fast.eval()(images)[0]
     assert (ours - expected).abs().max().item() < 1e-4 * expected.abs().max().item()
