@@ -49,16 +49,12 @@ def per_class_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torc
         (C,) float in [0, 1], C = the classifier's number of outputs; nan for a class with no images.
     """
     classifier.eval()
-    correct, count = None, torch.zeros(0)
-    for start in range(0, len(labels), batch_size):
-        x = prepare_batch(images[start:start + batch_size], mean, std).contiguous(memory_format=torch.channels_last)
-        y = labels[start:start + batch_size]
-        logits = classifier(x)
-        if correct is None:
-            correct, count = torch.zeros(logits.shape[1]), torch.zeros(logits.shape[1])
-        correct.index_add_(0, y, (logits.argmax(1) == y).float())
-        count.index_add_(0, y, torch.ones(len(y)))
-    return correct / count
+    logits = torch.cat([classifier(prepare_batch(images[start:start + batch_size], mean, std)
+                                   .contiguous(memory_format=torch.channels_last))
+                        for start in range(0, len(labels), batch_size)])
+    right = labels[logits.argmax(1) == labels]
+    num_classes = logits.shape[1]
+    return torch.bincount(right, minlength=num_classes) / torch.bincount(labels, minlength=num_classes)
 
 
 def recognisability_verdict(generated: torch.Tensor, real: torch.Tensor, n_generated: int, budget: str) -> str:

@@ -127,11 +127,10 @@ def split_validation(train: ImageData, fraction: float = VALIDATION_FRACTION,
     return train.take(order[held:]), train.take(order[:held], "validation")
 
 
-def input_statistics(record: dict, profile: Profile) -> tuple[torch.Tensor, torch.Tensor]:
+def input_statistics(record: dict, full_train: ImageData) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-channel mean and std, (3,) each in [0, 1] units, that the classifier run of `record`
-    normalised its inputs with: those of its training part (the training split at `profile`, less
-    the validation images held out with the run's seed), recomputed from the data."""
-    full_train = load_for_profile(profile, "train", record["dataset"])
+    normalised its inputs with: those of its training part (`full_train`, the training split the
+    run was given, less the validation images held out with the run's seed), recomputed."""
     return channel_stats(split_validation(full_train, seed=record["seed"])[0].images)
 
 

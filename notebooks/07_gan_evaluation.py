@@ -129,9 +129,9 @@ show_source(per_class_accuracy)
 # %%
 classifier_record = train_classifier("improved", profile)  # notebook 2's run: cached
 classifier = load_trained_classifier(classifier_record)
-mean, std = input_statistics(classifier_record, profile)
 dataset = records["conditional"]["dataset"]
-test_split = load_for_profile(profile, "test", dataset)
+train, test_split = (load_for_profile(profile, split, dataset) for split in ("train", "test"))
+mean, std = input_statistics(classifier_record, train)
 per_class = max(1, profile.fid_samples // len(classes))
 images, labels = samples_per_class(generators["conditional"], per_class)
 generated = per_class_accuracy(classifier, images, labels, mean, std)
@@ -172,8 +172,7 @@ print(recognisable)
 # its spread over subsets is large at small n; it gets the same floor.
 
 # %%
-test = load_for_profile(profile, "test", dataset).subset(profile.fid_samples)
-train = load_for_profile(profile, "train", dataset)
+test = test_split.subset(profile.fid_samples)
 samples = {name: sample_images(g, profile.fid_samples, seed=0) for name, g in generators.items()}
 scores = {name: fid_kid(None, test, 0, generated=images) for name, images in samples.items()}
 floor = real_floor(train, test)

@@ -152,7 +152,7 @@ def test_a_loaded_classifier_with_its_input_statistics_scores_as_its_record_says
     monkeypatch.setenv("NBCODE_PRECISION", "fp32")  # the record's scores, in the precision used here
     record = train_classifier("paper", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
     test = load_for_profile(TINY, "test", "synthetic")
-    mean, std = input_statistics(record, TINY)
+    mean, std = input_statistics(record, load_for_profile(TINY, "train", "synthetic"))
     accuracy = per_class_accuracy(load_trained_classifier(record, tmp_path), test.images, test.labels, mean, std)
     counts = torch.bincount(test.labels, minlength=len(accuracy)).float()
     overall = (accuracy.nan_to_num() * counts).sum() / counts.sum()
