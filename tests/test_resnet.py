@@ -42,6 +42,23 @@ def test_depthwise_separable_conv_against_a_reference_computation(stride):
     torch.testing.assert_close(unit(x), expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_only_the_strided_depthwise_conv_leaves_bf16_autocast(stride):
+    unit = DepthwiseSeparableConv(4, 6, stride=stride)
+    seen = {}
+    for name in ("depthwise", "pointwise"):
+        getattr(unit, name).register_forward_hook(lambda module, inputs, out, name=name: seen.update({name: out}))
+    x = torch.randn(2, 4, 8, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        unit(x.to(torch.bfloat16))
+    assert seen["pointwise"].dtype == torch.bfloat16
+    if stride == 2:  # computed from the fp32 input, exactly as without autocast
+        assert seen["depthwise"].dtype == torch.float32
+        assert torch.equal(seen["depthwise"], unit.depthwise(x.to(torch.bfloat16).float()))
+    else:
+        assert seen["depthwise"].dtype == torch.bfloat16
+
+
 @pytest.mark.parametrize("d_k, m, n, d_f", [(3, 32, 64, 32), (3, 128, 256, 8), (5, 16, 16, 16), (3, 3, 7, 5)])
 def test_analytic_costs_match_pytorch_flop_counter_and_parameter_counts(d_k, m, n, d_f):
     assert counted_macs(standard_conv(d_k, m, n), (1, m, d_f, d_f)) == standard_conv_macs(d_k, m, n, d_f)
