@@ -21,7 +21,7 @@ from torch_fidelity.generative_model_base import GenerativeModelBase
 from nbcode.checkpoint import git_commit, read_record, runs_root, write_json
 from nbcode.data import ImageData
 from nbcode.gan import Generator, to_uint8
-from nbcode.inception import FEATURE_EXTRACTOR, offline_inception_weights
+from nbcode.inception import FEATURE_BATCH, FEATURE_EXTRACTOR, offline_inception_weights
 from nbcode.verdict import verdict
 
 OFFICIAL_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's download
@@ -111,7 +111,7 @@ def check_images(images: torch.Tensor, what: str) -> None:
 
 
 def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int, seed: int = 0,
-            generated: torch.Tensor | None = None, batch_size: int = 100, progress: bool = False,
+            generated: torch.Tensor | None = None, batch_size: int = FEATURE_BATCH, progress: bool = False,
             runs_dir: str | Path | None = None) -> dict:
     """FID and KID of generated images against `reference` (e.g. the test split).
 
@@ -120,6 +120,7 @@ def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int,
     weights carry no classifier.
 
     Args:
+        batch_size: images per Inception forward pass (and per generator call).
         runs_dir: the runs root that holds the cached reference statistics (default: $NBCODE_RUNS).
     Returns:
         {"fid", "kid_mean", "kid_std", "n_generated", "n_reference", "inception_weights"}.

@@ -14,7 +14,8 @@ carries zeros there: Inception Score cannot be computed from it, and nbcode refu
 FEATURE_EXTRACTOR names torch-fidelity's own network with its weights stored channels_last and
 each batch norm folded into the convolution before it (`ChannelsLastInceptionV3`): the same
 function, in the layout oneDNN's CPU convolutions run fastest, with one pass over the activations
-fewer per layer (benchmarks/fid_features.py measures it against the default path).
+fewer per layer; FEATURE_BATCH images go through it at a time (benchmarks/fid_features.py
+measures both against the default path).
 """
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ from nbcode.checkpoint import runs_root, save_checkpoint
 FID_HELPER_FILE = "default_1.pt"
 DEFAULT_FEATURE_EXTRACTOR = "inception-v3-compat"  # torch-fidelity's name for the FID Inception
 FEATURE_EXTRACTOR = "inception-v3-compat-channels-last"
+# Images per forward pass. On a 2-core CPU nbcode's extractor ran 16 images/s at 8-16 images per
+# batch and 12 at 32-64: small batches keep the 299x299 activations (5.5 MB per image in the
+# widest layer) closer to the cache (benchmarks/fid_features.py).
+FEATURE_BATCH = 16
 
 
 class ChannelsLastInceptionV3(FeatureExtractorInceptionV3):

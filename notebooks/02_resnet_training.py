@@ -87,8 +87,8 @@ for recipe in RECIPES.values():
 # `eval_images` images per evaluation; the final weights are also scored on the **whole**
 # validation and test splits. Precision is bf16 autocast where the CPU or GPU runs it in
 # hardware (fp32 weights), else fp32, for training and scoring alike; set
-# `NBCODE_PRECISION=fp32` to force fp32. The three strided depthwise convolutions stay fp32 even
-# then: PyTorch's bf16 kernel for them is several times slower on a CPU
+# `NBCODE_PRECISION=fp32` to force fp32. Under bf16 the three strided depthwise convolutions still
+# run in fp32: PyTorch's bf16 kernel for them is several times slower on a CPU
 # (`benchmarks/depthwise_conv.py`), and depthwise convolutions are a small share of the
 # arithmetic anyway.
 #
