@@ -9,7 +9,7 @@
 
 Both train the 94,372-parameter DSResNet with Adam at the same batch size on the same images.
 
-    python benchmarks/classifier_step.py [--steps 5] [--batch-size 512] [--workers 2] [--precision fp32]
+    python benchmarks/classifier_step.py [--steps 10] [--batch-size 512] [--workers 2] [--precision fp32]
 
 Prints images/s of each and the ratio (bar: >= 3x), and the share of nbcode's step time spent
 outside forward, backward and the optimiser step (bar: <= 10%).
@@ -38,7 +38,7 @@ def synchronise(device: torch.device) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=5, help="timed steps of each loop, after one warm-up step")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps of each loop, after one warm-up step")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the reference")
     parser.add_argument("--precision", choices=CHOICES, default=None, help="default: $NBCODE_PRECISION or auto")
