@@ -6,15 +6,17 @@
 - nbcode: the networks of `nbcode.gan_train.build_gan` (channels_last) and its `gan_iteration`:
   its own spectral-norm parametrisation, one generated batch shared by the discriminator and
   generator updates, discriminator frozen during the generator's backward; timed in fp32 and,
-  where the CPU does bf16 arithmetic (nbcode.precision), under bf16 autocast as `train_gan` runs it.
+  where the CPU does bf16 arithmetic (nbcode.precision), under bf16 autocast as `train_gan` runs it,
+  after `nbcode.allocator.keep_freed_memory()` as `train_gan` calls it.
 
 Both use the adaptive-weighted discriminator loss and the hinge generator loss, Adam (2e-4,
 betas (0, 0.9)), batch 64, the same images.
 
     python benchmarks/gan_step.py [--steps 20] [--batch-size 64]
 
-Runs one iteration of each in turn, `--steps` rounds, and prints the median milliseconds per
-iteration of each, and last the ratio of the reference to the precision `train_gan` uses here
+Runs the reference `--steps` times with PyTorch's and glibc's defaults, then (the allocator
+setting is process-wide) one nbcode iteration of each precision in turn, `--steps` rounds, and
+prints the median milliseconds per iteration of each, and last the ratio of the reference to the precision `train_gan` uses here
 (bar: >= 1.5x on this CPU).
 """
 from __future__ import annotations
@@ -26,6 +28,7 @@ import time
 import torch
 from torch.nn.utils import spectral_norm as hook_spectral_norm
 
+from nbcode.allocator import keep_freed_memory
 from nbcode.data import make_synthetic
 from nbcode.gan import LATENT, Discriminator, Generator, to_gan_range
 from nbcode.gan_train import build_gan, gan_iteration
@@ -72,7 +75,7 @@ def main() -> None:
     real = to_gan_range(data.images[:args.batch_size])
     labels = data.labels[:args.batch_size]
     print(f"conditional SN-GAN (942,612 parameters), aw loss, batch {args.batch_size}, {args.steps} rounds, "
-          f"one iteration of each in turn; medians, cpu, {torch.get_num_threads()} torch threads")
+          f"the reference first, then nbcode's precisions in turn; medians, cpu, {torch.get_num_threads()} torch threads")
 
     torch.manual_seed(0)
     g, d = Generator(), Discriminator(sn=hook_spectral_norm)
@@ -81,7 +84,11 @@ def main() -> None:
     reference_rng = torch.Generator().manual_seed(0)
 
     real_nhwc = real.contiguous(memory_format=torch.channels_last)
-    steps = {"reference": lambda: reference_iteration(g, d, g_opt, d_opt, real, labels, reference_rng)}
+    timings = interleaved_medians(
+        {"reference": lambda: reference_iteration(g, d, g_opt, d_opt, real, labels, reference_rng)}, args.steps)
+
+    keep_freed_memory()  # as train_gan does
+    steps = {}
     dtypes = [torch.float32] + ([torch.bfloat16] if bf16_is_fast(torch.device("cpu")) else [])
     for dtype in dtypes:
         torch.manual_seed(0)
@@ -89,7 +96,7 @@ def main() -> None:
         steps[precision_name(dtype)] = (lambda nets=nets, rng=rng, dtype=dtype:
                                         gan_iteration(*nets, real_nhwc, labels, "aw", rng, dtype))
 
-    timings = interleaved_medians(steps, args.steps)
+    timings.update(interleaved_medians(steps, args.steps))
     print(f"{'reference (SN hooks, separate G calls), fp32':<46} {1000 * timings['reference']:8.1f} ms/iteration")
     for dtype in dtypes:
         name = precision_name(dtype)
