@@ -39,7 +39,7 @@ class DepthwiseSeparableConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.depthwise.stride[0] > 1:
-            # On a CPU, PyTorch's strided depthwise conv (forward + backward) ran 5-48x slower in
+            # On a CPU, PyTorch's strided depthwise conv (forward + backward) ran 4-48x slower in
             # bf16 than in fp32 (benchmarks/depthwise_conv.py), so under autocast it stays fp32.
             with torch.autocast(x.device.type, enabled=False):
                 x = self.depthwise(x.float())
