@@ -16,8 +16,8 @@ betas (0, 0.9)), batch 64, the same images.
 
 Runs the reference `--steps` times with PyTorch's and glibc's defaults, then (the allocator
 setting is process-wide) one nbcode iteration of each precision in turn, `--steps` rounds, and
-prints the median milliseconds per iteration of each, and last the ratio of the reference to the precision `train_gan` uses here
-(bar: >= 1.5x on this CPU).
+prints the median milliseconds per iteration of each, and last the ratio of the reference to the
+precision `train_gan` uses here (bar: >= 1.5x on this CPU).
 """
 from __future__ import annotations
 
@@ -75,7 +75,8 @@ def main() -> None:
     real = to_gan_range(data.images[:args.batch_size])
     labels = data.labels[:args.batch_size]
     print(f"conditional SN-GAN (942,612 parameters), aw loss, batch {args.batch_size}, {args.steps} rounds, "
-          f"the reference first, then nbcode's precisions in turn; medians, cpu, {torch.get_num_threads()} torch threads")
+          f"the reference first, then nbcode's precisions in turn; medians, cpu, "
+          f"{torch.get_num_threads()} torch threads")
 
     torch.manual_seed(0)
     g, d = Generator(), Discriminator(sn=hook_spectral_norm)

@@ -7,7 +7,8 @@
 bf16 autocast runs convolutions and matrix products in bfloat16 (8 bits of mantissa) and keeps
 reductions such as the loss in fp32. On a 2-core CPU with AVX512-BF16 and AMX it trained the
 DS-ResNet 2.0x faster than fp32 to the same validation accuracy (3 seeds, README), and the GAN
-1.3x faster; on other CPUs bf16 is emulated and slower, so fp32 is chosen there. Set $NBCODE_PRECISION to "fp32" (or "bf16") to override the choice.
+1.3x faster; on other CPUs bf16 is emulated and slower, so fp32 is chosen there. Set
+$NBCODE_PRECISION to "fp32" (or "bf16") to override the choice.
 """
 from __future__ import annotations
 
