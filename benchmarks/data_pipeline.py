@@ -20,8 +20,8 @@ import torch
 from reference import endless, reference_loader
 
 from nbcode.augment import Augmentation, augment_batch
-from nbcode.data import channel_stats, make_synthetic, random_batches
-from nbcode.profiles import pick_device
+from nbcode.data.datasets import channel_stats, make_synthetic, random_batches
+from nbcode.runs.profiles import pick_device
 
 
 def images_per_second(batches, count: int, batch_size: int, device: torch.device) -> float:

@@ -1,7 +1,7 @@
 """Depthwise 3x3 convolutions, forward + backward, in bf16 against fp32 on this CPU.
 
 DSResNet's depthwise convs run under bf16 autocast where the CPU does bf16 arithmetic
-(nbcode.precision), except the three strided ones (stride 2, the first unit of stages 2-4),
+(nbcode.runs.precision), except the three strided ones (stride 2, the first unit of stages 2-4),
 which `nbcode.resnet.DepthwiseSeparableConv` runs in fp32. This script shows why: it times each
 depthwise conv of the model at its own shape, channels_last, batch 512, in both precisions.
 
@@ -17,8 +17,8 @@ import argparse
 import torch
 import torch.nn.functional as F
 
+from nbcode.cost import median_seconds
 from nbcode.resnet import PAPER_WIDTHS
-from nbcode.timing import median_seconds
 
 
 def forward_backward(channels: int, size: int, stride: int, dtype: torch.dtype, batch: int):

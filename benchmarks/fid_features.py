@@ -3,9 +3,9 @@
 Both are torch-fidelity's `inception-v3-compat` network with the same weights (torch-fidelity's
 download when present, else the offline fid-helper conversion); nbcode stores its weights
 channels_last, with each batch norm folded into its convolution
-(`nbcode.inception.ChannelsLastInceptionV3`), and feeds it `nbcode.inception.FEATURE_BATCH`
+(`nbcode.metrics.inception.ChannelsLastInceptionV3`), and feeds it `nbcode.metrics.inception.FEATURE_BATCH`
 images at a time, where the default path feeds torch-fidelity's default batch size; nbcode's
-`fid_kid` also calls `nbcode.allocator.keep_freed_memory()`. On the same uint8 images the script
+`fid_kid` also calls `nbcode.runs.allocator.keep_freed_memory()`. On the same uint8 images the script
 times the features of the default path, and of the default network at nbcode's batch size (so
 the share of each change shows), each in interleaved rounds under the process's default
 allocator settings; then it calls `keep_freed_memory()` (process-wide, hence the order) and times
@@ -28,9 +28,14 @@ import torch_fidelity
 from torch_fidelity.defaults import DEFAULTS
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from nbcode.allocator import keep_freed_memory
-from nbcode.fid import UInt8Images, inception_weights
-from nbcode.inception import DEFAULT_FEATURE_EXTRACTOR, FEATURE_BATCH, FEATURE_EXTRACTOR, ChannelsLastInceptionV3
+from nbcode.metrics.fid import UInt8Images, inception_weights
+from nbcode.metrics.inception import (
+    DEFAULT_FEATURE_EXTRACTOR,
+    FEATURE_BATCH,
+    FEATURE_EXTRACTOR,
+    ChannelsLastInceptionV3,
+)
+from nbcode.runs.allocator import keep_freed_memory
 
 
 @torch.no_grad()

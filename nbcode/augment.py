@@ -116,7 +116,7 @@ def augment_batch(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
 
     Args:
         images: (B, 3, H, W) uint8 on the training device.
-        mean, std: (3,) per-channel statistics in [0, 1] units (see `nbcode.data.channel_stats`).
+        mean, std: (3,) per-channel statistics in [0, 1] units (see `nbcode.data.datasets.channel_stats`).
         generator: a generator on the images' device, or None for the global one.
     Returns:
         (B, 3, H, W) float32, normalised.

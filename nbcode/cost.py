@@ -1,10 +1,13 @@
-"""The cost of a standard convolution against a depthwise-separable one: the paper's eq. (2).
+"""The cost of a model: multiply-adds (the paper's eq. 2), parameters and measured time.
 
 Notation of MobileNets (Howard et al., 2017), used by the paper: a D_F x D_F feature map with
 M input and N output channels, a D_K x D_K kernel, stride 1 and "same" padding.
 Costs are multiply-adds (MACs); one MAC is two FLOPs.
 """
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -53,3 +56,25 @@ def counted_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
     with counter, torch.no_grad():
         module(torch.zeros(input_shape))
     return counter.get_total_flops() // 2
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
+    """Median wall-clock seconds of `fn()` over `repeats` calls, after `warmup` untimed calls.
+    CUDA work is synchronised before each clock reading."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]

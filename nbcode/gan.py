@@ -33,7 +33,15 @@ def to_gan_range(images: torch.Tensor) -> torch.Tensor:
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255]. images: (B, 3, H, W)."""
+    """float [-1, 1] -> uint8 [0, 255]. images: (B, 3, H, W).
+
+    Raises:
+        ValueError: an image holds NaN or infinity (a diverged generator): converting would give
+            black or saturated pixels that score like real, if poor, samples.
+    """
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{int((~torch.isfinite(images)).sum())} of {images.numel()} pixel values are NaN or "
+                         f"infinite: the generator has diverged; retrain it (a lower learning rate) before scoring")
     return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 

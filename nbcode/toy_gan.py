@@ -13,11 +13,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
 from nbcode.normalization import spectral_norm
-from nbcode.verdict import verdict
 
 MODES = 8
 RADIUS = 2.0
@@ -76,7 +74,7 @@ class ToyRun:
 
 
 def train_toy_gan(loss: str, steps: int, seed: int, batch: int = 256, lr: float = 1e-3,
-                  n_samples: int = 2000, progress: bool = True,
+                  n_samples: int = 2000,
                   on_d_backward: Callable[[int, nn.Module], None] | None = None) -> ToyRun:
     """Train G and D on the ring with the hinge loss ("hinge") or the aw loss ("aw").
 
@@ -84,7 +82,7 @@ def train_toy_gan(loss: str, steps: int, seed: int, batch: int = 256, lr: float 
     both (SN-GAN practice, Miyato et al., 2018; the paper states no GAN optimiser settings). D sees
     real and generated points in one call. For the generator's step D is frozen and in eval mode,
     so its spectral norms reuse u and v: the power iteration advances once per iteration, in the
-    discriminator's step, as in `nbcode.gan_train.gan_iteration`.
+    discriminator's step, as in `nbcode.gan_recipe.gan_iteration`.
     `on_d_backward(step, d)`, if given, runs after each discriminator backward pass, before its
     optimiser step: the moment to inspect D's gradients or spectral-norm estimates.
     """
@@ -96,7 +94,7 @@ def train_toy_gan(loss: str, steps: int, seed: int, batch: int = 256, lr: float 
     g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.0, 0.9))
     d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.0, 0.9))
     run = ToyRun(loss, seed, torch.empty(0, 2))
-    for step in tqdm(range(steps), desc=f"toy GAN, {loss}, seed {seed}", disable=not progress):
+    for step in range(steps):
         real = sample_ring(batch, data)
         fake = g(torch.randn(batch, LATENT)).detach()
         out = d(torch.cat([real, fake])).squeeze(1)
@@ -139,18 +137,3 @@ def mode_coverage(samples: torch.Tensor, std: float = MODE_STD) -> tuple[int, fl
     good = nearest < 3 * std
     per_mode = torch.bincount(which[good], minlength=MODES)
     return int((per_mode >= 0.01 * len(samples)).sum()), good.float().mean().item()
-
-
-def coverage_verdict(hinge: list[int], aw: list[int], steps: int) -> str:
-    """One sentence comparing modes covered per seed (same seeds) by the hinge and the aw loss.
-
-    The spread is the standard error of the mean per-seed difference; a difference under twice
-    the spread (or any difference with fewer than two seeds) is "inconclusive at this budget".
-    """
-    differences = torch.tensor(aw, dtype=torch.float64) - torch.tensor(hinge, dtype=torch.float64)
-    mean = differences.mean().item()
-    error = differences.std().item() / math.sqrt(len(differences)) if len(differences) > 1 else math.inf
-    measured = (f"aw vs hinge on the toy task: modes covered {sum(aw) / len(aw):.1f} vs {sum(hinge) / len(hinge):.1f} "
-                f"of {MODES} (mean over {len(aw)} seeds, {steps} iterations; aw - hinge = {mean:+.1f}, "
-                f"standard error {error:.1f})")
-    return verdict(measured, mean, error, f"{'aw' if mean > 0 else 'hinge'} covers more modes at this budget")

@@ -31,10 +31,10 @@ import matplotlib.pyplot as plt
 import torch
 
 from nbcode.augment import Augmentation, augment_batch
-from nbcode.data import channel_stats, load_for_profile
-from nbcode.display import print_warnings_as_notes, show_source
-from nbcode.plots import image_grid
-from nbcode.profiles import describe, get_profile, pick_device
+from nbcode.book.display import print_warnings_as_notes, show_source
+from nbcode.book.plots import image_grid
+from nbcode.data.datasets import channel_stats, load_for_profile
+from nbcode.runs.profiles import describe, get_profile, pick_device
 
 torch.manual_seed(0)
 print_warnings_as_notes()  # notices as plain lines, without the paths of this machine
@@ -45,9 +45,9 @@ print(describe(profile, device))
 # %% [markdown]
 # ## Loading
 #
-# `nbcode.data` reads the dataset's pickled batches into memory as one `uint8` tensor of shape
-# `(N, 3, 32, 32)` plus integer labels: 150 MB for CIFAR-100's training split, small enough to
-# keep on the GPU, which is what makes batched augmentation possible later. When the data is
+# `nbcode.data.datasets` reads the dataset's pickled batches into memory as one `uint8` tensor of
+# shape `(N, 3, 32, 32)` plus integer labels (its size is printed below), small enough to keep on
+# the GPU, which is what makes batched augmentation possible later. When the data is
 # not on disk the smoke profile (used by the tests) falls back to a *synthetic* stand-in, and
 # says so in every caption.
 
@@ -57,7 +57,8 @@ test = load_for_profile(profile, "test")
 print(train.describe())
 print(test.describe())
 print("images:", tuple(train.images.shape), train.images.dtype,
-      "| labels:", tuple(train.labels.shape))
+      "| labels:", tuple(train.labels.shape),
+      f"| {train.images.numel() * train.images.element_size() / 1e6:.0f} MB of pixels in memory")
 
 # %% [markdown]
 # ## Classes and superclasses
@@ -87,7 +88,7 @@ ax.bar(range(len(train.classes)), train_counts.numpy(), label="train", width=0.9
 ax.bar(range(len(test.classes)), test_counts.numpy(), label="test", width=0.9, alpha=0.8)
 ax.set_xlabel("class index")
 ax.set_ylabel("images")
-ax.set_title(f"Images per class are flat: {train.name}, profile {profile.name}")
+ax.set_title(f"Images per class: {train.name}, profile {profile.name}")
 ax.legend()
 plt.show()
 print(f"train: {train_counts.min().item()}-{train_counts.max().item()} images per class; "
@@ -150,11 +151,20 @@ plt.show()
 # - Under the smoke profile without CIFAR on disk, everything above is **synthetic** data:
 #   striped patterns, one colour pair, angle and frequency per class, that a small network can
 #   learn. It exists so the notebooks run in the tests; its numbers say nothing about CIFAR.
+#
+# The cell below answers the chapter's question from the numbers above.
 
 # %%
-print(f"profile {profile.name}: {train.describe()}; {test.describe()}")
-print("channel mean", [round(v, 4) for v in mean.tolist()],
-      "std", [round(v, 4) for v in std.tolist()])
+changed = (draws[0] != originals.float() / 255).float().mean().item()
+balance = "balanced" if train_counts.min() == train_counts.max() else (
+    f"not balanced ({train_counts.min().item()} to {train_counts.max().item()} per class)")
+print(f"We train on {len(train):,} images of {len(train.classes)} classes "
+      f"({train_counts.min().item():,}-{train_counts.max().item():,} per class: {balance}) "
+      f"and test "
+      f"on {len(test):,}; {train.describe()}.")
+print(f"Per-channel mean {[round(v, 3) for v in mean.tolist()]} and std "
+      f"{[round(v, 3) for v in std.tolist()]} (in [0, 1] units) normalise every batch; one "
+      f"augmented draw changes {changed:.0%} of the pixel values of the eight images shown.")
 
 # %% [markdown]
 # ## Exercises

@@ -21,12 +21,12 @@
 # %%
 import torch
 
-from nbcode.display import print_warnings_as_notes, show_source
+from nbcode.book.display import print_warnings_as_notes, show_source
+from nbcode.cost import count_parameters
 from nbcode.gan import Discriminator, Generator, parameters_per_layer
 from nbcode.normalization import ConditionalBatchNorm2d
-from nbcode.profiles import describe, get_profile, pick_device
 from nbcode.projection import ProjectionHead
-from nbcode.resnet import count_parameters
+from nbcode.runs.profiles import describe, get_profile, pick_device
 
 torch.manual_seed(0)
 print_warnings_as_notes()  # notices as plain lines, without the paths of this machine
@@ -71,11 +71,29 @@ show_source(ProjectionHead)
 # %% [markdown]
 # ## Table 1, layer by layer
 #
-# Our reading of the paper's Table 1 (details in the module docstring of `nbcode.gan`):
+# Table 1 of the paper lists, for the generator, four "ConvTranspose2D up" rows of 128, 64, 64
+# and 32 channels, each followed by CBN + LeakyReLU, and a Tanh output; for the discriminator,
+# seven "SN Conv2D down" rows of 3, 16, 32, 32, 64, 64 and 128 channels, then "FC to Scalar" and
+# "FC + Projection". It gives no kernel sizes, strides, paddings or biases, so the following are
+# **our readings**, not the paper's:
+#
+# - *Generator.* The first row (128) is a linear projection of $z$ to a 4×4×128 map (a
+#   transposed convolution of a 1×1 input to 4×4 is the same map); three stride-2 transposed
+#   convolutions with 4×4 kernels then take 4×4 to 32×32, and a 3×3 convolution to RGB, which
+#   the table does not list, feeds the Tanh.
+# - *Discriminator.* A row of 3 output channels right after the RGB input would throw away most
+#   of what the next layers could use, and seven stride-2 layers would shrink 32×32 below one
+#   pixel: the table's "3" reads best as the input's channels and "down" as the direction of the
+#   stack. We give the first two convolutions 16 channels and alternate 3×3 stride-1 with 4×4
+#   stride-2 kernels, the layout of the standard CNN discriminator of Miyato et al. (2018), so
+#   that three of the seven halve the resolution (32 → 4). With these readings the count comes
+#   within a few hundred parameters of the paper's total (below), which is why we chose them.
 
 # %%
 show_source(Generator.__init__)
 
+# %%
+show_source(Discriminator.__init__)
 
 # %%
 for title, model in (("generator", Generator()), ("discriminator", Discriminator())):
@@ -85,23 +103,25 @@ for title, model in (("generator", Generator()), ("discriminator", Discriminator
     print(f"  {'total':<47} {count_parameters(model):>9,}\n")
 
 # %%
+PAPER_TOTAL = 942_812  # the paper's Results section
 conditional = count_parameters(Generator()) + count_parameters(Discriminator())
 unconditional = count_parameters(Generator(0)) + count_parameters(Discriminator(0))
-print(f"conditional GAN:   {conditional:,} parameters (the paper reports 942,812: a difference of "
-      f"{942_812 - conditional})")
+difference = PAPER_TOTAL - conditional
+print(f"conditional GAN:   {conditional:,} parameters (the paper reports {PAPER_TOTAL:,}: "
+      f"a difference "
+      f"of {difference:,}, {100 * abs(difference) / PAPER_TOTAL:.2f}% of the model)")
 print(f"unconditional GAN: {unconditional:,} parameters "
       f"(plain affine BatchNorm, no class embedding)")
+print(f"the difference is {difference / 100:g} x 100 classes: "
+      f"{'a whole number of per-class values' if difference % 100 == 0 else 'not per-class'}")
 
 # %% [markdown]
-# ## Where the other 200 parameters may be
+# ## Where the difference from the paper's count may be
 #
-# Our count is 200 short of the paper's 942,812. The paper does not list kernel sizes, biases
-# or where the class embedding sits, so we cannot pin the difference down; 200 is exactly
-# 2 × 100, the size of one more per-class $(\gamma, \beta)$ pair of a single channel, or of a
-# per-class bias in two places. Everything else in the reading is forced by the table and the
-# total: the seven discriminator widths and their k3/k4 alternation, the three stride-2
-# transposed convolutions that take 4×4 to 32×32, and the projection on the 2,048 flattened
-# features. The difference is 0.02% of the model.
+# The paper lists no kernel sizes, biases or where the class embedding sits, so the difference
+# printed above cannot be pinned down. When it is a whole multiple of the 100 classes, one more
+# per-class $(\gamma, \beta)$ pair of a single channel, or a per-class bias in two places, would
+# close it; other readings of the kernel sizes would move the count by thousands.
 #
 # ## Summary
 #
@@ -110,9 +130,18 @@ print(f"unconditional GAN: {unconditional:,} parameters "
 # - The discriminator adds $\langle V_y, \phi(x) \rangle$ to an unconditional score (eq. 7).
 # - Our reading of Table 1 has the parameters printed above; the unconditional variant, for the
 #   paper's FID 32.00 comparison, drops the class embeddings.
+#
+# The cell below answers the chapter's question from the models above.
 
 # %%
-print(f"conditional {conditional:,}, unconditional {unconditional:,}, paper 942,812")
+g_label = count_parameters(Generator()) - count_parameters(Generator(0))
+fewer_or_more = "fewer" if difference > 0 else "more"
+d_label = count_parameters(Discriminator()) - count_parameters(Discriminator(0))
+print(f"The label costs {g_label:,} parameters in the generator (per-class CBN gains and biases in "
+      f"{len(Generator().norms)} batch norms) and {d_label:,} in the discriminator (the "
+      f"projection's "
+      f"class embedding V); our reading of Table 1 has {conditional:,} parameters in all, "
+      f"{abs(difference):,} {fewer_or_more} than the paper's {PAPER_TOTAL:,}.")
 
 # %% [markdown]
 # ## Exercises

@@ -22,8 +22,8 @@
 # budget on a GPU without a notebook:
 #
 # ```bash
-# python -m nbcode.gan_train --profile paper --loss aw
-# python -m nbcode.gan_train --profile paper --loss aw --unconditional
+# python -m nbcode.runs.gan --profile paper --loss aw
+# python -m nbcode.runs.gan --profile paper --loss aw --unconditional
 # ```
 
 # %%
@@ -33,13 +33,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from nbcode.checkpoint import runs_root
-from nbcode.display import print_warnings_as_notes, show_source
-from nbcode.gan_train import (GANSettings, build_gan, gan_iteration, load_trained_generator,
-                              run_summary, train_gan)
+from nbcode.book.display import print_warnings_as_notes, show_source
+from nbcode.book.plots import image_grid, moving_average, smoothing_window
+from nbcode.gan_recipe import (
+    GANSettings,
+    build_gan,
+    gan_iteration,
+    update_discriminator,
+    update_generator,
+)
 from nbcode.losses import AW_CASES
-from nbcode.plots import image_grid, moving_average, smoothing_window
-from nbcode.profiles import describe, get_profile, pick_device
+from nbcode.runs.cache import runs_root
+from nbcode.runs.gan import load_trained_generator, run_summary, train_gan
+from nbcode.runs.profiles import describe, get_profile, pick_device
 
 torch.manual_seed(0)
 print_warnings_as_notes()  # notices as plain lines, without the paths of this machine
@@ -52,9 +58,31 @@ print(describe(profile, device))
 #
 # Adam with lr 2e-4 and betas (0, 0.9) for both networks (the paper gives no optimiser settings for
 # its GAN: these are SN-GAN practice, Miyato et al., 2018); one discriminator step
-# per generator step; batch size from the profile; real images are flipped at random. The
-# discriminator step uses the adaptive-weighted loss of notebook 4, the generator step the hinge
-# loss of eq. (5). One iteration:
+# per generator step; batch size from the profile; real images are flipped at random.
+#
+# **The discriminator's update.** The paper's eq. (4) prints the hinge objective as
+#
+# $$L_D = \mathbb{E}_{x}[\min(0, -1 + D(x))] + \mathbb{E}_{z}[\min(0, -1 - D(G(z)))],$$
+#
+# which is the quantity D *maximises*: as a loss its sign is flipped (since
+# $\min(0, -1 + s) = -\max(0, 1 - s)$). What D minimises is its negative, the sum of
+# $L_r = \mathbb{E}[\max(0, 1 - D(x))]$ and $L_f = \mathbb{E}[\max(0, 1 + D(G(z)))]$. With the
+# plain hinge loss the gradient is $\nabla(L_r + L_f)$; with the aw loss of notebook 4 it is
+# eq. (6), $w_r \nabla L_r + w_f \nabla L_f$. The two lines marked `L_r` and `L_f` below compute
+# the two terms, and the two branches the two gradients:
+
+# %%
+show_source(update_discriminator)
+
+# %% [markdown]
+# **The generator's update**, eq. (5): $L_G = -\mathbb{E}_z[D(G(z))]$, back-propagated through
+# the discriminator (frozen) into the generator:
+
+# %%
+show_source(update_generator)
+
+# %% [markdown]
+# One iteration generates a batch once and runs both updates on it:
 
 # %%
 show_source(gan_iteration)

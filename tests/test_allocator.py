@@ -5,14 +5,14 @@ import sys
 
 import pytest
 
-from nbcode import allocator
-from nbcode.allocator import keep_freed_memory
+from nbcode.runs import allocator
+from nbcode.runs.allocator import keep_freed_memory
 
 # Page faults of each forward + backward pass of DSResNet at batch 512 (fp32: 64 MiB activations in
 # its first stage), in a fresh process, with or without keep_freed_memory().
 STEPS = """
 import json, resource, sys, torch
-from nbcode.allocator import keep_freed_memory
+from nbcode.runs.allocator import keep_freed_memory
 from nbcode.resnet import DSResNet
 if sys.argv[1] == "keep":
     assert keep_freed_memory()

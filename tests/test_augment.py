@@ -2,9 +2,16 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from nbcode.augment import (Augmentation, adjust_colour, augment_batch, colour_jitter, normalize, prepare_batch,
-                            random_crop_flip)
-from nbcode.data import channel_stats, make_synthetic
+from nbcode.augment import (
+    Augmentation,
+    adjust_colour,
+    augment_batch,
+    colour_jitter,
+    normalize,
+    prepare_batch,
+    random_crop_flip,
+)
+from nbcode.data.datasets import channel_stats, make_synthetic
 
 
 def unique_images(n: int = 6) -> torch.Tensor:

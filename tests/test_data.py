@@ -7,9 +7,17 @@ import pytest
 import torch
 
 from nbcode.augment import Augmentation, augment_batch, prepare_batch
-from nbcode.data import (DataCorruptError, DataMissingError, channel_stats, ensure_downloaded, load, load_for_profile,
-                         make_synthetic, random_batches)
-from nbcode.profiles import get_profile
+from nbcode.data.datasets import (
+    DataCorruptError,
+    DataMissingError,
+    channel_stats,
+    ensure_downloaded,
+    load,
+    load_for_profile,
+    make_synthetic,
+    random_batches,
+)
+from nbcode.runs.profiles import get_profile
 
 
 def write_fake_cifar100(root, n_train: int = 20, n_test: int = 10) -> None:
@@ -142,7 +150,7 @@ def test_a_first_run_downloads_the_missing_dataset_and_says_so(tmp_path, monkeyp
         fetched.append(name)
         write_fake_cifar100(Path(root))
 
-    monkeypatch.setattr("nbcode.data.download", fake_download)
+    monkeypatch.setattr("nbcode.data.datasets.download", fake_download)
     ensure_downloaded(get_profile("quick"), "cifar100", root=tmp_path)
     assert fetched == ["cifar100"] and "downloading it once" in capsys.readouterr().out
     ensure_downloaded(get_profile("quick"), "cifar100", root=tmp_path)  # on disk now: nothing to do

@@ -6,12 +6,17 @@ import pytest
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-import nbcode.fid
-from nbcode.data import make_synthetic
-from nbcode.fid import LabelledSampler, fid_kid, gan_verdict, real_floor, sample_images
+import nbcode.metrics.fid
+from nbcode.book.verdicts import gan_verdict
+from nbcode.data.datasets import make_synthetic
 from nbcode.gan import Generator
-from nbcode.inception import (DEFAULT_FEATURE_EXTRACTOR, ChannelsLastInceptionV3, load_fid_helper_model,
-                              offline_inception_weights)
+from nbcode.metrics.fid import LabelledSampler, fid_kid, real_floor, sample_images
+from nbcode.metrics.inception import (
+    DEFAULT_FEATURE_EXTRACTOR,
+    ChannelsLastInceptionV3,
+    load_fid_helper_model,
+    offline_inception_weights,
+)
 
 
 def test_converted_weights_reproduce_the_torchscript_features():
@@ -73,7 +78,7 @@ def test_reference_statistics_are_computed_once(monkeypatch):
     def refuse(self, i):
         raise AssertionError("the reference images were read again instead of the cached statistics")
 
-    monkeypatch.setattr(nbcode.fid.UInt8Images, "__getitem__", refuse)
+    monkeypatch.setattr(nbcode.metrics.fid.UInt8Images, "__getitem__", refuse)
     again = fid_kid(g, reference, 48, seed=1)
     assert again["n_reference"] == 48 and again["fid"] > 0
 
@@ -103,4 +108,4 @@ def test_the_real_floor_is_cached_and_sits_below_noise(tmp_path):
 def test_the_gan_verdict_follows_the_numbers(kid, expected):
     def scores(mean):
         return {"kid_mean": mean, "kid_std": 0.002, "fid": 100 * mean, "n_generated": 500, "n_reference": 500}
-    assert gan_verdict(scores(kid[0]), scores(kid[1])).endswith(f"{expected}.")
+    assert gan_verdict(scores(kid[0]), scores(kid[1])).text.endswith(f"{expected}.")

@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch.nn.utils import parametrize
 
+from nbcode.cost import count_parameters
 from nbcode.gan import Discriminator, Generator, to_uint8
-from nbcode.gan_train import (GANDivergedError, GANSettings, build_gan, gan_iteration, load_trained_generator,
-                              run_summary, train_gan)
+from nbcode.gan_recipe import GANSettings, build_gan, gan_iteration
 from nbcode.losses import adaptive_weights, hinge_fake, hinge_real
-from nbcode.profiles import get_profile
-from nbcode.resnet import count_parameters
+from nbcode.runs.gan import GANDivergedError, load_trained_generator, run_summary, train_gan
+from nbcode.runs.profiles import get_profile
 
 TINY = dataclasses.replace(get_profile("smoke"), name="tiny", gan_iterations=4, gan_batch=8, train_limit=256)
 
@@ -124,7 +124,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
         calls.append(1)
         return fake_out.mean() * (float("nan") if len(calls) > 6 else -1.0)
 
-    monkeypatch.setattr("nbcode.gan_train.hinge_generator", loss_that_explodes)
+    monkeypatch.setattr("nbcode.gan_recipe.hinge_generator", loss_that_explodes)
     profile = dataclasses.replace(TINY, gan_iterations=10)  # a checkpoint every iteration
     with pytest.raises(GANDivergedError, match="diverged at iteration 7.*last good checkpoint is kept"):
         train_gan(GANSettings(loss="hinge"), profile, dataset="synthetic", runs_dir=tmp_path, progress=False)
@@ -141,3 +141,28 @@ def test_the_run_summary_is_computed_from_the_log():
     assert "protected the real loss in 50%" in summary and "fake loss in 0%" in summary
     assert "(balanced) in 50%" in summary and "D loss 2.000 in the first tenth, 1.000 in the second half" in summary
     assert "w_r 1.00, w_f 0.50" in summary and "20 iterations x 8" in summary
+
+
+def test_an_iteration_takes_the_latent_size_from_the_generator():
+    g, d = Generator(num_classes=10, latent=64), Discriminator(num_classes=10)
+    g_opt, d_opt = torch.optim.Adam(g.parameters()), torch.optim.Adam(d.parameters())
+    real, labels = torch.rand(4, 3, 32, 32) * 2 - 1, torch.tensor([0, 1, 2, 3])
+    stats = gan_iteration(g, d, g_opt, d_opt, real, labels, "aw", torch.Generator().manual_seed(0))
+    assert math.isfinite(stats["g_loss"])
+
+
+@pytest.mark.parametrize("loss", ["AW", "wgan", ""])
+def test_an_unknown_loss_name_is_an_error_naming_the_valid_ones(loss):
+    g, d, g_opt, d_opt = build_gan(num_classes=10, lr=2e-4)
+    real, labels = torch.rand(4, 3, 32, 32) * 2 - 1, torch.tensor([0, 1, 2, 3])
+    with pytest.raises(ValueError, match="valid: aw, hinge"):
+        gan_iteration(g, d, g_opt, d_opt, real, labels, loss, torch.Generator())
+    with pytest.raises(ValueError, match="valid: aw, hinge"):
+        GANSettings(loss=loss)
+
+
+@pytest.mark.parametrize("changes", [{"ema": float("nan")}, {"ema": 1.0}, {"ema": 1.5}, {"ema": -0.1},
+                                     {"lr": 0.0}, {"lr": -1e-4}, {"lr": float("inf")}])
+def test_gan_settings_are_validated_where_they_are_made(changes):
+    with pytest.raises(ValueError):
+        GANSettings(**changes)

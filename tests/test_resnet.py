@@ -2,9 +2,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nbcode.cost import (cost_ratio, counted_macs, separable_conv, separable_conv_macs, separable_conv_params,
-                         standard_conv, standard_conv_macs, standard_conv_params)
-from nbcode.resnet import DepthwiseSeparableConv, DSResNet, count_parameters
+from nbcode.cost import (
+    cost_ratio,
+    count_parameters,
+    counted_macs,
+    separable_conv,
+    separable_conv_macs,
+    separable_conv_params,
+    standard_conv,
+    standard_conv_macs,
+    standard_conv_params,
+)
+from nbcode.resnet import DepthwiseSeparableConv, DSResNet
 
 
 def test_paper_parameter_counts_are_exact():

@@ -13,15 +13,17 @@ import numpy as np
 import pytest
 import torch
 
-from nbcode.checkpoint import CorruptRunFileError, load_checkpoint, save_checkpoint, write_json
-from nbcode.data import DataCorruptError, load, make_synthetic
-from nbcode.fid import fid_kid
-from nbcode.gan import Discriminator, Generator
-from nbcode.gan_train import GANSettings, train_gan
-from nbcode.inception import InceptionWeightsUnavailable
-from nbcode.profiles import get_profile
+from nbcode.data.datasets import DataCorruptError, load, make_synthetic
+from nbcode.gan import Discriminator, Generator, to_uint8
+from nbcode.gan_recipe import GANSettings
+from nbcode.metrics.fid import fid_kid, sample_images
+from nbcode.metrics.nearest import NearestLPIPS, lpips_record
+from nbcode.metrics.inception import InceptionWeightsUnavailable
 from nbcode.resnet import DSResNet
-from nbcode.train import train_classifier
+from nbcode.runs.cache import CorruptRunFileError, load_checkpoint, save_checkpoint, write_json
+from nbcode.runs.classifier import train_classifier
+from nbcode.runs.gan import train_gan
+from nbcode.runs.profiles import get_profile
 
 TINY = dataclasses.replace(get_profile("smoke"), name="tiny", classifier_steps=8, classifier_batch=32,
                            eval_every=4, eval_images=64, train_limit=256, gan_iterations=4, gan_batch=8)
@@ -169,7 +171,7 @@ def test_batches_that_do_not_hold_cifar_are_refused_by_name(tmp_path, batch, met
 
 def test_fid_refuses_too_few_or_malformed_images():
     reference = make_synthetic("test", n=8)
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match="at least 4"):
         fid_kid(None, reference, 0, generated=reference.images[:1])
     with pytest.raises(ValueError, match=r"\(N, 3, 32, 32\) uint8"):
         fid_kid(None, reference, 0, generated=reference.images.float())
@@ -220,15 +222,15 @@ def test_width_factor_must_be_a_positive_integer(width_factor):
 def test_two_processes_training_the_same_run_train_it_once(tmp_path):
     script = textwrap.dedent(f"""
         import dataclasses, sys, time
-        import nbcode.train as train
-        from nbcode.profiles import get_profile
-        step = train.training_step
+        import nbcode.runs.classifier as train
+        from nbcode.runs.profiles import get_profile
+        step = train.classifier_step
         def counted(*args, **kwargs):  # slow enough for the two processes to overlap
             with open({str(tmp_path / 'steps.log')!r}, "a") as log:
                 log.write(sys.argv[1] + "\\n")
             time.sleep(0.05)
             return step(*args, **kwargs)
-        train.training_step = counted
+        train.classifier_step = counted
         profile = dataclasses.replace(get_profile("smoke"), name="race", classifier_steps=40, eval_every=2,
                                       classifier_batch=16, eval_images=32, train_limit=256)
         record = train.train_classifier("paper", profile, dataset="synthetic", runs_dir={str(tmp_path)!r},
@@ -253,3 +255,26 @@ def test_writes_use_a_unique_temporary_file(tmp_path, monkeypatch):
     save_checkpoint(tmp_path / "checkpoint.pt", {"architecture": "A"})
     write_json(tmp_path / "metrics.json", {})
     assert len(set(seen)) == 3 and all(name not in ("checkpoint.pt.tmp", "metrics.json.tmp") for name in seen)
+
+
+def test_non_finite_generator_output_is_an_error_not_black_images():
+    images = torch.zeros(2, 3, 32, 32)
+    images[1, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite: the generator has diverged"):
+        to_uint8(images)
+    g = Generator(num_classes=10)
+    with torch.no_grad():
+        g.to_rgb.bias.fill_(float("nan"))  # tanh(inf) is 1, but NaN stays NaN
+    with pytest.raises(ValueError, match="diverged"):
+        sample_images(g.eval(), 8)
+
+
+def test_too_few_images_give_an_error_not_a_nan_statistic():
+    reference = make_synthetic("test", n=8)
+    with pytest.raises(ValueError, match="at least 4 images per side"):
+        fid_kid(None, reference, 0, generated=reference.images[:3])
+    one = NearestLPIPS(torch.tensor([0.3]), torch.tensor([0]), "test weights")
+    two = NearestLPIPS(torch.tensor([0.3, 0.4]), torch.tensor([0, 1]), "test weights")
+    with pytest.raises(ValueError, match="at least 2 generated images"):
+        lpips_record(one, two, 10)
+    assert lpips_record(two, two, 10)["lpips_std"] > 0

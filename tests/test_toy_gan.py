@@ -16,7 +16,7 @@ def test_the_power_iteration_advances_once_per_iteration(monkeypatch, loss):
         return real(self, matrix, steps)
 
     monkeypatch.setattr(SpectralNorm, "power_iteration", counted)
-    run = train_toy_gan(loss, steps=5, seed=0, batch=32, n_samples=50, progress=False)
+    run = train_toy_gan(loss, steps=5, seed=0, batch=32, n_samples=50)
     # three spectrally normalised layers: one round each when registered (torch's parametrize calls
     # the parametrisation once), then one round each per iteration (it was two before the fix)
     assert sum(calls) == 3 + 5 * 3
@@ -26,15 +26,24 @@ def test_the_power_iteration_advances_once_per_iteration(monkeypatch, loss):
 
 
 def test_the_coverage_verdict_follows_the_numbers():
-    from nbcode.toy_gan import coverage_verdict
-    assert coverage_verdict([4, 5, 4], [8, 8, 7], 100).endswith("aw covers more modes at this budget.")
-    assert coverage_verdict([8, 8, 7], [4, 5, 4], 100).endswith("hinge covers more modes at this budget.")
-    assert coverage_verdict([4, 8, 2], [6, 3, 7], 100).endswith("inconclusive at this budget.")
-    assert coverage_verdict([4], [8], 100).endswith("inconclusive at this budget.")  # one seed: no spread
+    from nbcode.book.verdicts import coverage_verdict
+    assert coverage_verdict([4, 5, 4], [8, 8, 7], 100).text.endswith("aw covers more modes at this budget.")
+    assert coverage_verdict([8, 8, 7], [4, 5, 4], 100).text.endswith("hinge covers more modes at this budget.")
+    assert coverage_verdict([4, 8, 2], [6, 3, 7], 100).text.endswith("inconclusive at this budget.")
+    assert coverage_verdict([4], [8], 100).text.endswith("inconclusive at this budget.")  # one seed: no spread
 
 
 def test_the_verdict_rule_needs_twice_the_spread():
-    from nbcode.verdict import verdict
-    assert verdict("m", 2.1, 1.0, "better") == "m: better."
-    assert verdict("m", -1.9, 1.0, "worse") == "m: inconclusive at this budget."
-    assert verdict("m", 5.0, float("inf"), "better") == "m: inconclusive at this budget."
+    from nbcode.book.verdicts import verdict
+    assert verdict("m", 2.1, 1.0, "better").text == "m: better."
+    assert verdict("m", -1.9, 1.0, "worse").text == "m: inconclusive at this budget."
+    assert verdict("m", 5.0, float("inf"), "better").text == "m: inconclusive at this budget."
+    assert verdict("m", float("nan"), 1.0, "better").text == "m: inconclusive at this budget."
+
+
+def test_a_verdict_is_data_as_well_as_text():
+    from nbcode.book.verdicts import verdict
+    v = verdict("improved - paper = +3.0 points", 3.0, 1.0, "better at this budget")
+    assert (v.conclusive, v.difference, v.spread) == (True, 3.0, 1.0)
+    assert str(v) == v.text == "improved - paper = +3.0 points: better at this budget."
+    assert not verdict("m", -1.0, 1.0, "worse").conclusive

@@ -7,13 +7,14 @@ import sys
 import pytest
 import torch
 
-from nbcode.checkpoint import CheckpointMismatchError, load_checkpoint, save_checkpoint
-from nbcode.data import load_for_profile
-from nbcode.precision import training_dtype
-from nbcode.profiles import get_profile, pick_device
-from nbcode.gan_test import per_class_accuracy
-from nbcode.train import (get_recipe, input_statistics, load_trained_classifier, recipe_verdict, run_name,
-                          train_classifier)
+from nbcode.book.verdicts import recipe_verdict
+from nbcode.classifier_recipe import get_recipe
+from nbcode.data.datasets import load_for_profile
+from nbcode.metrics.recognisability import per_class_accuracy
+from nbcode.runs.cache import CheckpointMismatchError, load_checkpoint, save_checkpoint
+from nbcode.runs.classifier import input_statistics, load_trained_classifier, run_name, train_classifier
+from nbcode.runs.precision import training_dtype
+from nbcode.runs.profiles import get_profile, pick_device
 
 TINY = dataclasses.replace(get_profile("smoke"), name="tiny", classifier_steps=12, classifier_batch=32,
                            eval_every=4, eval_images=64, train_limit=512)
@@ -87,7 +88,7 @@ def test_unknown_recipe_lists_the_valid_ones():
 
 def test_command_line_trains_headless(tmp_path):
     env = {**os.environ, "NBCODE_RUNS": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "nbcode.train", "classifier", "--profile", "smoke",
+    result = subprocess.run([sys.executable, "-m", "nbcode.runs.classifier", "--profile", "smoke",
                              "--dataset", "synthetic"], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr
     assert "test" in result.stdout and "validation" in result.stdout
@@ -99,19 +100,19 @@ def test_the_recipe_verdict_follows_the_numbers():
         return {"final": {"validation": {"mean": mean, "std": std, "evals": evals}}, "eval_images": {"validation": n},
                 "recipe": {"name": "r"}, "width_factor": 1, "dataset": "d", "profile": "p", "steps": 10, "batch": 2,
                 "seed": seed}
-    assert recipe_verdict(record(0.50, 0.005), record(0.60, 0.005)).endswith("better at this budget.")
-    assert recipe_verdict(record(0.60, 0.005), record(0.50, 0.005)).endswith("worse at this budget.")
-    assert recipe_verdict(record(0.50, 0.005), record(0.51, 0.005)).endswith("inconclusive at this budget.")
+    assert recipe_verdict(record(0.50, 0.005), record(0.60, 0.005)).text.endswith("better at this budget.")
+    assert recipe_verdict(record(0.60, 0.005), record(0.50, 0.005)).text.endswith("worse at this budget.")
+    assert recipe_verdict(record(0.50, 0.005), record(0.51, 0.005)).text.endswith("inconclusive at this budget.")
     # one evaluation (std 0) on 100 images: the sampling error alone makes 4 points inconclusive
-    assert "+4.0 points" in recipe_verdict(record(0.50, 0.0, 1, 100), record(0.54, 0.0, 1, 100))
-    assert recipe_verdict(record(0.5, 0.0), record(0.5, 0.0, seed=1)).startswith("r x1 seed 1 - r x1 seed 0 =")
-    assert recipe_verdict(record(0.50, 0.0, 1, 100), record(0.54, 0.0, 1, 100)).endswith("inconclusive at this budget.")
+    assert "+4.0 points" in recipe_verdict(record(0.50, 0.0, 1, 100), record(0.54, 0.0, 1, 100)).text
+    assert recipe_verdict(record(0.5, 0.0), record(0.5, 0.0, seed=1)).text.startswith("r x1 seed 1 - r x1 seed 0 =")
+    assert recipe_verdict(record(0.50, 0.0, 1, 100), record(0.54, 0.0, 1, 100)).text.endswith("inconclusive at this budget.")
 
 
 def test_each_ablation_undoes_exactly_one_change():
     from dataclasses import asdict
 
-    from nbcode.train import RECIPES, ablations
+    from nbcode.classifier_recipe import RECIPES, ablations
     improved, paper = asdict(RECIPES["improved"]), asdict(RECIPES["paper"])
     undone = {"AdamW + weight decay": {"optimizer", "weight_decay"}, "one-cycle schedule": {"schedule", "lr"},
               "label smoothing": {"label_smoothing"}}
@@ -125,7 +126,7 @@ def test_each_ablation_undoes_exactly_one_change():
 
 
 def test_the_flip_tta_ablation_is_the_same_run_scored_without_flips(tmp_path):
-    from nbcode.train import without_flip_tta
+    from nbcode.runs.classifier import without_flip_tta
     record = train_classifier("improved", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
     plain = without_flip_tta(record)
     assert plain["run"] == record["run"] and not plain["recipe"]["flip_tta"]
@@ -157,3 +158,13 @@ def test_a_loaded_classifier_with_its_input_statistics_scores_as_its_record_says
     counts = torch.bincount(test.labels, minlength=len(accuracy)).float()
     overall = (accuracy.nan_to_num() * counts).sum() / counts.sum()
     assert overall.item() == pytest.approx(record["full_splits"]["test"], abs=1e-6)
+
+
+@pytest.mark.parametrize("changes", [{"lr": float("nan")}, {"lr": 0.0}, {"weight_decay": -0.1},
+                                     {"label_smoothing": 1.0}, {"optimizer": "sgd"}, {"schedule": "cosine"}])
+def test_recipes_are_validated_where_they_are_made(changes):
+    from dataclasses import replace
+
+    from nbcode.classifier_recipe import RECIPES
+    with pytest.raises(ValueError):
+        replace(RECIPES["improved"], **changes)

@@ -30,14 +30,14 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d, FeatureExtractorInceptionV3
 
-from nbcode.checkpoint import runs_root, save_checkpoint
+from nbcode.runs.cache import runs_root, save_checkpoint
 
 FID_HELPER_FILE = "default_1.pt"
 DEFAULT_FEATURE_EXTRACTOR = "inception-v3-compat"  # torch-fidelity's name for the FID Inception
 FEATURE_EXTRACTOR = "inception-v3-compat-channels-last"
 # Images per forward pass. The widest 299x299-scale activation takes 5.5 MB per image, so 16 need
 # a quarter of the memory of torch-fidelity's default 64. With freed memory reused
-# (nbcode.allocator) every batch from 8 to 64 ran at 13-15 images/s on the project's 2-core CPU.
+# (nbcode.runs.allocator) every batch from 8 to 64 ran at 13-15 images/s on the project's 2-core CPU.
 FEATURE_BATCH = 16
 
 

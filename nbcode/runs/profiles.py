@@ -60,6 +60,14 @@ class Profile:
     toy_seeds: int
     timing_repeats: int
 
+    def __post_init__(self) -> None:
+        """Every budget must be a whole number > 0 (None, where allowed, means the whole split)."""
+        for name, value in asdict(self).items():
+            if name in ("name", "allow_synthetic") or (value is None and name in ("train_limit", "eval_images")):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"profile {self.name!r}: {name} must be a whole number > 0, got {value!r}")
+
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_limit=2048, allow_synthetic=True,

@@ -16,11 +16,10 @@ from typing import NamedTuple
 import torch
 from tqdm.auto import tqdm
 
-from nbcode.alexnet import build_lpips
-from nbcode.allocator import keep_freed_memory
-from nbcode.checkpoint import runs_root, save_checkpoint
-from nbcode.data import ImageData
-from nbcode.verdict import verdict
+from nbcode.data.datasets import ImageData
+from nbcode.metrics.lpips_weights import build_lpips
+from nbcode.runs.allocator import keep_freed_memory
+from nbcode.runs.cache import runs_root, save_checkpoint
 
 
 class NearestLPIPS(NamedTuple):
@@ -76,9 +75,9 @@ def lpips_to_nearest(images: torch.Tensor, training: torch.Tensor, batch_size: i
         NearestLPIPS: distances (N,) float32, the (N,) indices of the nearest training images,
         and the source of the AlexNet weights.
     Raises:
-        nbcode.alexnet.AlexNetWeightsUnavailable: no copy of the AlexNet weights (says what to install).
+        nbcode.metrics.lpips_weights.AlexNetWeightsUnavailable: no copy of the AlexNet weights (says what to install).
     """
-    keep_freed_memory()  # large freed blocks reused instead of page-faulted (nbcode.allocator)
+    keep_freed_memory()  # large freed blocks reused instead of page-faulted (nbcode.runs.allocator)
     metric, weights = build_lpips()
     nearest = nearest_images(images, training, progress=progress)
     distances = []
@@ -105,23 +104,10 @@ def real_lpips(reference: ImageData, training: ImageData, runs_dir: str | Path |
 def lpips_record(samples: NearestLPIPS, real: NearestLPIPS, pool: int) -> dict:
     """The LPIPS part of an evaluation record: the samples' distances to their nearest training
     images beside the same for held-out real images (the floor), with the search's settings."""
+    for name, result in (("generated", samples), ("real", real)):
+        if len(result.distances) < 2:
+            raise ValueError(f"an LPIPS spread needs at least 2 {name} images; got {len(result.distances)}")
     return {"lpips_mean": samples.distances.mean().item(), "lpips_std": samples.distances.std().item(),
             "lpips_n": len(samples.distances), "lpips_real_mean": real.distances.mean().item(),
             "lpips_real_std": real.distances.std().item(), "lpips_real_n": len(real.distances),
             "lpips_pool": pool, "lpips_neighbour": "pixel L2", "lpips_weights": samples.weights}
-
-
-def copying_verdict(record: dict) -> str:
-    """One sentence comparing the samples' LPIPS to their nearest training images with real
-    images' (an `lpips_record`): a difference under two standard errors is called inconclusive."""
-    difference = record["lpips_mean"] - record["lpips_real_mean"]
-    error = (record["lpips_std"] ** 2 / record["lpips_n"] + record["lpips_real_std"] ** 2
-             / record["lpips_real_n"]) ** 0.5
-    measured = (f"samples - real test images = {difference:+.3f} LPIPS (standard error {error:.3f}, "
-                f"{record['lpips_n']:,} vs {record['lpips_real_n']:,} images, nearest of "
-                f"{record['lpips_pool']:,} training images by {record['lpips_neighbour']})")
-    if difference < 0:
-        return verdict(measured, difference, error,
-                       "the samples lie closer to training images than real images do, a sign of copying")
-    return verdict(measured, difference, error, "the samples lie further from the training images than real "
-                   "images do, so no sign of copying (poor samples score high too: read this beside FID)")

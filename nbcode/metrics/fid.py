@@ -1,4 +1,4 @@
-"""FID and KID with torch-fidelity (LPIPS to the nearest training images lives in nbcode.nearest).
+"""FID and KID with torch-fidelity (LPIPS to the nearest training images lives in nbcode.metrics.nearest).
 
     scores = fid_kid(generator, test_split, n_generated=10_000, seed=0)
     scores["fid"], scores["kid_mean"], scores["n_generated"], scores["n_reference"]
@@ -18,14 +18,14 @@ import torch_fidelity
 from torch.utils.data import Dataset
 from torch_fidelity.generative_model_base import GenerativeModelBase
 
-from nbcode.allocator import keep_freed_memory
-from nbcode.checkpoint import git_commit, read_record, runs_root, write_json
-from nbcode.data import ImageData
+from nbcode.data.datasets import ImageData
 from nbcode.gan import Generator, to_uint8
-from nbcode.inception import FEATURE_BATCH, FEATURE_EXTRACTOR, offline_inception_weights
-from nbcode.verdict import verdict
+from nbcode.metrics.inception import FEATURE_BATCH, FEATURE_EXTRACTOR, offline_inception_weights
+from nbcode.runs.allocator import keep_freed_memory
+from nbcode.runs.cache import read_record, runs_root, write_json
 
 OFFICIAL_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's download
+MIN_IMAGES = 4  # per side: KID averages over subsets of half the images, and a subset needs 2
 
 
 class LabelledSampler(GenerativeModelBase):
@@ -101,14 +101,15 @@ def inception_weights(runs_dir: str | Path | None = None) -> tuple[str | None, s
 
 
 def check_images(images: torch.Tensor, what: str) -> None:
-    """Raise a ValueError unless `images` is an (N, 3, 32, 32) uint8 tensor with N >= 2."""
+    """Raise a ValueError unless `images` is an (N, 3, 32, 32) uint8 tensor with N >= MIN_IMAGES."""
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 \
             or tuple(images.shape[1:]) != (3, 32, 32):
         raise ValueError(f"{what} must be an (N, 3, 32, 32) uint8 tensor, got "
                          f"{getattr(images, 'dtype', type(images).__name__)} of shape "
                          f"{tuple(getattr(images, 'shape', ()))}; convert with nbcode.gan.to_uint8")
-    if len(images) < 2:
-        raise ValueError(f"FID and KID need at least 2 images per side; {what} has {len(images)}")
+    if len(images) < MIN_IMAGES:
+        raise ValueError(f"FID and KID need at least {MIN_IMAGES} images per side (KID's subsets hold half of them "
+                         f"and need 2); {what} has {len(images)}")
 
 
 def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int, seed: int = 0,
@@ -126,15 +127,15 @@ def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int,
     Returns:
         {"fid", "kid_mean", "kid_std", "n_generated", "n_reference", "inception_weights"}.
     Raises:
-        ValueError: fewer than 2 images on a side, or images that are not (N, 3, 32, 32) uint8.
+        ValueError: fewer than MIN_IMAGES images on a side, or images that are not (N, 3, 32, 32) uint8.
         InceptionWeightsUnavailable: no Inception weights on this machine (says what to install).
     """
     keep_freed_memory()  # the Inception's 299x299 activations, reused instead of page-faulted
     check_images(reference.images, "the reference set")
     if generated is not None:
         check_images(generated, "the generated images")
-    elif n_generated < 2:
-        raise ValueError(f"FID and KID need at least 2 images per side; n_generated is {n_generated}")
+    elif n_generated < MIN_IMAGES:
+        raise ValueError(f"FID and KID need at least {MIN_IMAGES} images per side; n_generated is {n_generated}")
     weights, tag = inception_weights(runs_dir)
     cache = runs_root(runs_dir) / "fidelity-cache"
     if generated is not None:
@@ -189,28 +190,3 @@ def real_floor(train: ImageData, reference: ImageData, runs_dir: str | Path | No
     floor = fid_kid(None, reference, 0, generated=real.images, runs_dir=runs_dir, progress=progress)
     write_json(path, floor)
     return floor
-
-
-def gan_verdict(conditional: dict, unconditional: dict) -> str:
-    """One sentence comparing two `fid_kid` results, conditional against unconditional, by KID.
-
-    The spread is the two KIDs' standard deviations over subsets, combined (conservative: larger
-    than the standard error of either mean). A difference under twice the spread is called
-    "inconclusive at this budget".
-    """
-    difference = conditional["kid_mean"] - unconditional["kid_mean"]
-    spread = (conditional["kid_std"] ** 2 + unconditional["kid_std"] ** 2) ** 0.5
-    measured = (f"conditional - unconditional: KID x1000 {1000 * difference:+.2f} (spread {1000 * spread:.2f}), "
-                f"FID {conditional['fid']:.2f} vs {unconditional['fid']:.2f} at {conditional['n_generated']:,} "
-                f"vs {conditional['n_reference']:,} images")
-    return verdict(measured, difference, spread,
-                   f"the {'conditional' if difference < 0 else 'unconditional'} GAN is better at this budget")
-
-
-def save_evaluation(run: dict, scores: dict, runs_dir: str | Path | None = None) -> dict:
-    """Write the `scores` of a GAN run record (FID/KID, LPIPS) as an evaluation record for the book."""
-    record = {"kind": "evaluation", "run": run["run"], "conditional": run["settings"]["conditional"],
-              "loss": run["settings"]["loss"], "dataset": run["dataset"], "profile": run["profile"],
-              "iterations": run["iterations"], "device": run["device"], "commit": git_commit(), **scores}
-    write_json(runs_root(runs_dir) / "evaluation" / f"{run['run']}.json", record)
-    return record

@@ -3,8 +3,9 @@ import pytest
 import torch
 from torch import nn
 
+from nbcode.book.verdicts import recognisability_verdict
 from nbcode.gan import Generator
-from nbcode.gan_test import per_class_accuracy, recognisability_verdict, samples_per_class
+from nbcode.metrics.recognisability import per_class_accuracy, samples_per_class
 
 MEAN, STD = torch.full((3,), 0.5), torch.full((3,), 0.25)
 
@@ -42,8 +43,8 @@ def test_samples_per_class_are_balanced_and_seeded():
 
 def test_the_verdict_compares_with_chance():
     real = torch.tensor([0.9, 0.8, 0.7, 0.8])
-    assert recognisability_verdict(torch.tensor([0.7, 0.6, 0.5, 0.6]), real, 400, "toy").endswith(
+    assert recognisability_verdict(torch.tensor([0.7, 0.6, 0.5, 0.6]), real, 400, "toy").text.endswith(
         "the samples carry their classes.")
-    sentence = recognisability_verdict(torch.tensor([0.25, 0.3, 0.2, 0.25]), real, 400, "toy")
+    sentence = recognisability_verdict(torch.tensor([0.25, 0.3, 0.2, 0.25]), real, 400, "toy").text
     assert "25.0% of 400 generated images" in sentence and "80.0% on real test images" in sentence
     assert sentence.endswith("inconclusive at this budget.")

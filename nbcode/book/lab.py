@@ -1,4 +1,4 @@
-"""Read and run the chapters in JupyterLab, set up for this book:  python -m nbcode.lab
+"""Read and run the chapters in JupyterLab, set up for this book:  python -m nbcode.book.lab
 
 JupyterLab starts in notebooks/ with the settings kept in notebooks/.jupyter (nothing in your
 own Jupyter configuration changes):
@@ -8,7 +8,7 @@ own Jupyter configuration changes):
   chapter is listed once (notebooks/jupytext.toml pairs new notebooks the same way);
 - the state of progress-bar widgets is saved, so a reopened chapter shows its bars.
 
-Extra arguments go to `jupyter lab`, e.g. `python -m nbcode.lab --port 8899 --no-browser`.
+Extra arguments go to `jupyter lab`, e.g. `python -m nbcode.book.lab --port 8899 --no-browser`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 CONFIG = NOTEBOOKS / ".jupyter"  # jupyter_server_config.json and labconfig/default_setting_overrides.json
 
 

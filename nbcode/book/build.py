@@ -29,15 +29,15 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
-from nbcode.checkpoint import read_record, runs_root
-from nbcode.data import DataMissingError, ensure_downloaded
-from nbcode.profiles import PROFILE_VARIABLE, PROFILES, get_profile
+from nbcode.data.datasets import DataMissingError, ensure_downloaded
+from nbcode.runs.cache import read_record, runs_root
+from nbcode.runs.profiles import PROFILE_VARIABLE, PROFILES, get_profile
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 GENERATED = BOOK / "_generated"
-RESULTS = ROOT / "results"  # committed records of full-budget runs (python -m nbcode.reproduce --export results)
+RESULTS = ROOT / "results"  # committed records of full-budget runs (python -m nbcode.runs.reproduce --export results)
 SETTINGS = ("NBCODE_DATASET", "NBCODE_DATA", "NBCODE_UNVERIFIED", "NBCODE_RUNS", "NBCODE_PRECISION")
 PAPER = {"classifier x1": "57.7 ± 2.3% test (94,372 params)", "classifier x2": "65% test (334,052 params)",
          "gan conditional": "FID 38.27", "gan unconditional": "FID 32.00",
@@ -51,8 +51,8 @@ class NotebookFailed(RuntimeError):
 def source_key(notebook: Path, profile: str) -> str:
     """A hash of everything an executed notebook depends on."""
     digest = hashlib.sha256(notebook.read_bytes())
-    for module in sorted((ROOT / "nbcode").glob("*.py")):
-        if module.name != "book.py":  # the builder itself does not change what a notebook computes
+    for module in sorted((ROOT / "nbcode").rglob("*.py")):
+        if module.name != "build.py":  # the builder itself does not change what a notebook computes
             digest.update(module.read_bytes())
     digest.update(profile.encode())
     for name in SETTINGS:
@@ -113,7 +113,7 @@ def load_records(profile: str) -> list[dict]:
 
 
 def load_committed() -> list[tuple[dict, list[dict]]]:
-    """The committed records of `python -m nbcode.reproduce --export results`: (manifest, records)
+    """The committed records of `python -m nbcode.runs.reproduce --export results`: (manifest, records)
     per folder of results/, e.g. paper-profile runs made on a GPU."""
     committed = []
     for manifest_path in sorted(RESULTS.glob("*/manifest.json")):
@@ -131,7 +131,7 @@ def committed_section(committed: list[tuple[dict, list[dict]]], with_paper: bool
         seconds = ", ".join(f"{stage['stage']} {stage['train_seconds']:.0f} s" for stage in manifest["stages"]
                             if stage.get("train_seconds"))
         parts.append(f"### {label}\n\nNot run by this build: records committed under "
-                     f"`results/`, made by `python -m nbcode.reproduce`. The paper's figures are on CIFAR-100; "
+                     f"`results/`, made by `python -m nbcode.runs.reproduce`. The paper's figures are on CIFAR-100; "
                      f"these are on {manifest['dataset']}.{f' Training wall times: {seconds}.' if seconds else ''}"
                      f"\n\n{table(result_rows(records), with_paper)}\n")
     return "\n".join(parts)

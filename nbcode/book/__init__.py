@@ -1,0 +1,1 @@
+"""The book: its build, the JupyterLab launcher, source display, plots and the computed verdicts."""

@@ -1,0 +1,142 @@
+"""The computed answers of the book, and the one rule they all follow.
+
+    v = verdict("improved - paper = +3.1 points (spread 1.2)", 3.1, 1.2, "better at this budget")
+    v.conclusive, v.difference, v.spread    # True, 3.1, 1.2: the data
+    print(v)                                # improved - paper = +3.1 points (spread 1.2): better at this budget.
+
+A difference smaller than twice its spread is not an answer: the sentence then says
+"inconclusive at this budget", whatever the sign. Code that needs the outcome reads
+`conclusive` and `difference`, never the wording.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from nbcode.toy_gan import MODES
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A measured difference, its spread and what it means.
+
+    Attributes:
+        measured: the sentence that states the measurement and its budget.
+        difference: the measured difference (its unit is in `measured`).
+        spread: its uncertainty in the same unit (nan or inf: unknown).
+        conclusion: what the difference shows when it is conclusive.
+    """
+
+    measured: str
+    difference: float
+    spread: float
+    conclusion: str
+
+    @property
+    def conclusive(self) -> bool:
+        """True when |difference| >= 2 * spread and the spread is known."""
+        return math.isfinite(self.spread) and abs(self.difference) >= 2 * self.spread
+
+    @property
+    def text(self) -> str:
+        """`measured`, then ": <conclusion>." or ": inconclusive at this budget."."""
+        return f"{self.measured}: {self.conclusion if self.conclusive else 'inconclusive at this budget'}."
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def verdict(measured: str, difference: float, spread: float, conclusion: str) -> Verdict:
+    """The Verdict of a difference and its spread (see `Verdict.conclusive` for the rule)."""
+    return Verdict(measured, difference, spread, conclusion)
+
+
+def recipe_verdict(baseline: dict, other: dict) -> Verdict:
+    """One sentence: other - baseline validation accuracy in points, with its spread, and the verdict.
+
+    The spread combines, for both runs, the std over the last evaluations and the sampling error
+    of an accuracy p measured on n validation images, sqrt(p (1 - p) / n). A difference under
+    twice the spread is called "inconclusive at this budget".
+    """
+    def mean_and_variance(record: dict) -> tuple[float, float]:
+        final, n = record["final"]["validation"], record["eval_images"]["validation"]
+        return final["mean"], final["std"] ** 2 + final["mean"] * (1 - final["mean"]) / n
+
+    (a, var_a), (b, var_b) = mean_and_variance(baseline), mean_and_variance(other)
+    difference, spread = 100 * (b - a), 100 * (var_a + var_b) ** 0.5
+    def label(record: dict) -> Verdict:
+        seed = f" seed {record['seed']}" if baseline["seed"] != other["seed"] else ""
+        return f"{record['recipe']['name']} x{record['width_factor']}{seed}"
+
+    name = f"{label(other)} - {label(baseline)}"
+    measured = (f"{name} = {difference:+.1f} points on validation (spread {spread:.1f}: last "
+                f"{other['final']['validation']['evals']} evaluations and {other['eval_images']['validation']:,} "
+                f"images; {other['dataset']}, {other['profile']} profile, {other['steps']:,} steps x {other['batch']})")
+    return verdict(measured, difference, spread, f"{'better' if difference > 0 else 'worse'} at this budget")
+
+
+def gan_verdict(conditional: dict, unconditional: dict) -> Verdict:
+    """One sentence comparing two `fid_kid` results, conditional against unconditional, by KID.
+
+    The spread is the two KIDs' standard deviations over subsets, combined (conservative: larger
+    than the standard error of either mean). A difference under twice the spread is called
+    "inconclusive at this budget".
+    """
+    difference = conditional["kid_mean"] - unconditional["kid_mean"]
+    spread = (conditional["kid_std"] ** 2 + unconditional["kid_std"] ** 2) ** 0.5
+    measured = (f"conditional - unconditional: KID x1000 {1000 * difference:+.2f} (spread {1000 * spread:.2f}), "
+                f"FID {conditional['fid']:.2f} vs {unconditional['fid']:.2f} at {conditional['n_generated']:,} "
+                f"vs {conditional['n_reference']:,} images")
+    return verdict(measured, difference, spread,
+                   f"the {'conditional' if difference < 0 else 'unconditional'} GAN is better at this budget")
+
+
+def copying_verdict(record: dict) -> Verdict:
+    """One sentence comparing the samples' LPIPS to their nearest training images with real
+    images' (an `lpips_record`): a difference under two standard errors is called inconclusive."""
+    difference = record["lpips_mean"] - record["lpips_real_mean"]
+    error = (record["lpips_std"] ** 2 / record["lpips_n"] + record["lpips_real_std"] ** 2
+             / record["lpips_real_n"]) ** 0.5
+    measured = (f"samples - real test images = {difference:+.3f} LPIPS (standard error {error:.3f}, "
+                f"{record['lpips_n']:,} vs {record['lpips_real_n']:,} images, nearest of "
+                f"{record['lpips_pool']:,} training images by {record['lpips_neighbour']})")
+    if difference < 0:
+        return verdict(measured, difference, error,
+                       "the samples lie closer to training images than real images do, a sign of copying")
+    return verdict(measured, difference, error, "the samples lie further from the training images than real "
+                   "images do, so no sign of copying (poor samples score high too: read this beside FID)")
+
+
+def recognisability_verdict(generated: torch.Tensor, real: torch.Tensor, n_generated: int, budget: str) -> Verdict:
+    """One sentence: the mean GAN-test accuracy against chance (1 / C) and against real test images.
+
+    Args:
+        generated, real: (C,) per-class accuracies from `per_class_accuracy`.
+        n_generated: generated images scored (the spread is the binomial one, sqrt(p (1 - p) / n)).
+        budget: dataset, profile and iterations, for the sentence.
+    """
+    chance = 1 / len(generated)
+    p, ceiling = generated.nanmean().item(), real.nanmean().item()
+    spread = (p * (1 - p) / n_generated) ** 0.5
+    measured = (f"the classifier names the requested class for {100 * p:.1f}% of {n_generated:,} generated "
+                f"images (spread {100 * spread:.1f}), against {100 * chance:.1f}% by chance and "
+                f"{100 * ceiling:.1f}% on real test images ({budget})")
+    conclusion = "the samples carry their classes" if p > chance else "the samples carry no class"
+    return verdict(measured, 100 * (p - chance), 100 * spread, conclusion)
+
+
+def coverage_verdict(hinge: list[int], aw: list[int], steps: int) -> Verdict:
+    """One sentence comparing modes covered per seed (same seeds) by the hinge and the aw loss.
+
+    The spread is the standard error of the mean per-seed difference; a difference under twice
+    the spread (or any difference with fewer than two seeds) is "inconclusive at this budget".
+    """
+    differences = torch.tensor(aw, dtype=torch.float64) - torch.tensor(hinge, dtype=torch.float64)
+    mean = differences.mean().item()
+    error = differences.std().item() / math.sqrt(len(differences)) if len(differences) > 1 else math.inf
+    measured = (f"aw vs hinge on the toy task: modes covered {sum(aw) / len(aw):.1f} vs {sum(hinge) / len(hinge):.1f} "
+                f"of {MODES} (mean over {len(aw)} seeds, {steps} iterations; aw - hinge = {mean:+.1f}, "
+                f"standard error {error:.1f})")
+    return verdict(measured, mean, error, f"{'aw' if mean > 0 else 'hinge'} covers more modes at this budget")

@@ -1,0 +1,61 @@
+"""The evaluation of a trained GAN, cached: FID and KID against the test split beside the
+real-vs-real floor at the same n, and LPIPS to the nearest training images beside real images'.
+
+    scores = evaluate_gan(record, get_profile("quick"))   # computed once, then read back
+
+`python -m nbcode.runs.reproduce` and notebook 07 both call it, so a GAN is scored once per
+sample count and the book's pages read the same evaluation record.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from nbcode.data.datasets import load_for_profile
+from nbcode.metrics.fid import fid_kid, real_floor, sample_images
+from nbcode.metrics.nearest import lpips_record, lpips_to_nearest, real_lpips
+from nbcode.runs.cache import git_commit, read_record, runs_root, write_json
+from nbcode.runs.gan import load_trained_generator
+from nbcode.runs.profiles import Profile
+
+
+def evaluate_gan(record: dict, profile: Profile, runs_dir: str | Path | None = None,
+                 progress: bool = True) -> dict:
+    """FID/KID and LPIPS of a GAN run at `profile.fid_samples`, or the evaluation record made earlier.
+
+    With `progress`, a bar names each stage as it runs (samples, FID/KID, the real-vs-real floor,
+    LPIPS) and the nearest-neighbour search shows its own bar.
+    """
+    path = runs_root(runs_dir) / "evaluation" / f"{record['run']}.json"
+    earlier = read_record(path)
+    if earlier is not None and earlier.get("n_generated") == profile.fid_samples and "lpips_mean" in earlier:
+        return earlier
+    stages = tqdm(total=4, desc=f"evaluating {record['run']}", disable=not progress)
+    test = load_for_profile(profile, "test", record["dataset"]).subset(profile.fid_samples)
+    train = load_for_profile(profile, "train", record["dataset"])
+    stages.set_postfix_str(f"sampling {profile.fid_samples:,} images")
+    samples = sample_images(load_trained_generator(record, runs_dir), profile.fid_samples, seed=0)
+    stages.update()
+    stages.set_postfix_str(f"FID and KID, {len(samples):,} vs {len(test):,} images")
+    scores = fid_kid(None, test, 0, generated=samples, runs_dir=runs_dir)
+    stages.update()
+    stages.set_postfix_str("the real-vs-real floor")
+    floor = real_floor(train, test, runs_dir)
+    scores |= {"fid_floor": floor["fid"], "kid_floor": floor["kid_mean"]}
+    stages.update()
+    stages.set_postfix_str(f"LPIPS to the nearest of {len(train):,} training images")
+    scores |= lpips_record(lpips_to_nearest(samples, train.images, progress=progress),
+                           real_lpips(test, train, runs_dir, progress), len(train))
+    stages.update()
+    stages.close()
+    return save_evaluation(record, scores, runs_dir)
+
+
+def save_evaluation(run: dict, scores: dict, runs_dir: str | Path | None = None) -> dict:
+    """Write the `scores` of a GAN run record (FID/KID, LPIPS) as an evaluation record for the book."""
+    record = {"kind": "evaluation", "run": run["run"], "conditional": run["settings"]["conditional"],
+              "loss": run["settings"]["loss"], "dataset": run["dataset"], "profile": run["profile"],
+              "iterations": run["iterations"], "device": run["device"], "commit": git_commit(), **scores}
+    write_json(runs_root(runs_dir) / "evaluation" / f"{run['run']}.json", record)
+    return record
