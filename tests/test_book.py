@@ -1,15 +1,14 @@
 """Build the book at the smoke profile and read every page in a real (headless) Chromium.
 
-Needs Debian's chromium (`apt-get install chromium`), which .ci/run installs."""
-import shutil
+The page-reading test needs a Chromium (the `chromium` fixture of conftest.py: skipped without one,
+except under CI, where .ci/run installs Debian's)."""
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
 
-from nbcode.book import BOOK, NotebookFailed, build, write_pages
+from nbcode.book.build import BOOK, NotebookFailed, build, write_pages
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -30,18 +29,16 @@ PAGE_CHECK = """() => {
 
 @pytest.fixture(scope="module")
 def html() -> Path:
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: install it with `apt-get install chromium` (as .ci/run does)")
     return build("smoke")
 
 
-def test_every_page_loads_with_images_math_and_no_errors(html):
+def test_every_page_loads_with_images_math_and_no_errors(html, chromium):
     pages = sorted(html.glob("_generated/*.html")) + [html / "intro.html", html / "results.html",
                                                        html / "references.html"]
     assert len(pages) == 11
     math_rendered = 0
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         for path in pages:
             page.goto(path.as_uri())
@@ -80,15 +77,15 @@ def test_landing_page_sets_the_papers_claims_beside_ours(html):
 def test_a_failing_notebook_fails_the_build_and_names_it(tmp_path, monkeypatch):
     broken = tmp_path / "99_broken.py"
     broken.write_text("# %%\nraise ValueError('this notebook is broken on purpose')\n")
-    monkeypatch.setattr("nbcode.book.NOTEBOOKS", tmp_path)
-    monkeypatch.setattr("nbcode.book.GENERATED", tmp_path / "_generated")
+    monkeypatch.setattr("nbcode.book.build.NOTEBOOKS", tmp_path)
+    monkeypatch.setattr("nbcode.book.build.GENERATED", tmp_path / "_generated")
     with pytest.raises(NotebookFailed, match="notebook 99_broken.py failed"):
         build("smoke")
 
 
 def test_pages_without_records_say_so(monkeypatch, tmp_path):
     monkeypatch.setenv("NBCODE_RUNS", str(tmp_path))
-    monkeypatch.setattr("nbcode.book.BOOK", tmp_path)
+    monkeypatch.setattr("nbcode.book.build.BOOK", tmp_path)
     (tmp_path / "intro_header.md").write_text("# Title\n")
     write_pages("paper")
     assert "No finished runs at this profile" in (tmp_path / "intro.md").read_text()

@@ -1,4 +1,4 @@
-"""JupyterLab as a student meets it: `python -m nbcode.lab`, a double-click on a chapter, Run All,
+"""JupyterLab as a student meets it: `python -m nbcode.book.lab`, a double-click on a chapter, Run All,
 Ctrl+S, and the committed source unchanged. A real JupyterLab server (free port, no token) and
 headless Chromium (Debian's chromium, as in test_book.py), at the smoke profile."""
 import difflib
@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from nbcode.lab import NOTEBOOKS, lab_command, lab_environment
+from nbcode.book.lab import NOTEBOOKS, lab_command, lab_environment
 
 ROOT = NOTEBOOKS.parent
 CHAPTER = "03_spectral_norm.py"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -31,8 +30,6 @@ def free_port() -> int:
 @pytest.fixture
 def lab(tmp_path):
     """A JupyterLab server started exactly as the README says, on a free port; its base URL."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: install it with `apt-get install chromium` (as .ci/run does)")
     port = free_port()
     command = lab_command("--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1", "--ServerApp.token=",
                           "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True", "--allow-root",
@@ -68,13 +65,13 @@ def open_by_double_click(page, url: str, name: str) -> None:
     expect(page.locator(".jp-NotebookPanel:visible .jp-Cell").first).to_be_visible(timeout=60_000)
 
 
-def test_a_chapter_opens_as_a_notebook_runs_and_saves_without_changing_its_source(lab):
+def test_a_chapter_opens_as_a_notebook_runs_and_saves_without_changing_its_source(lab, chromium):
     source = NOTEBOOKS / CHAPTER
     clean = git_diff(source) == ""  # as in CI's fresh clone; a developer may have edits of their own
     committed = source.read_bytes()
     try:
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+            browser = playwright.chromium.launch(executable_path=chromium, args=FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             listing = page.locator(".jp-DirListing-itemText")
             open_by_double_click(page, lab, CHAPTER)
