@@ -207,7 +207,7 @@ ax.set_yscale("log")
 ax.set_xlabel("weight matrix (out × in·k·k)")
 ax.set_ylabel("SVD time / one power round")
 ratios = [r[3] for r in rows]
-ax.set_title(f"An exact σ costs {min(ratios):.0f}-{max(ratios):.0f}x one power round "
+ax.set_title(f"An exact σ costs {min(ratios):.1f}-{max(ratios):.0f}x one power round "
              f"({device.type})")
 plt.show()
 
@@ -237,7 +237,7 @@ print(f"One power round per step kept the estimate of σ(W) within {tail.median(
       f"exact value (median; worst {tail.max().item():.1e}) over the second half of a "
       f"{profile.toy_steps}-step toy GAN run ({profile.name} profile), always from below; from a "
       f"cold start the median error after one round was {errors[:, 0].median().item():.1e}. "
-      f"An exact σ cost {min(ratios):.0f}-{max(ratios):.0f}x one round on {device.type}, so on "
+      f"An exact σ cost {min(ratios):.1f}-{max(ratios):.0f}x one round on {device.type}, so on "
       f"this device one warm round is {cheaper}"
       f" choice for the discriminator's {len(shapes) - 1} layer shapes and the large one.")
 

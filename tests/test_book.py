@@ -2,12 +2,18 @@
 
 The page-reading test needs a Chromium (the `chromium` fixture of conftest.py: skipped without one,
 except under CI, where .ci/run installs Debian's)."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
 
-from nbcode.book.build import BOOK, NotebookFailed, build, write_pages
+from nbcode.book.build import BOOK, NotebookFailed, build, execute_notebooks, write_pages
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -110,3 +116,48 @@ def test_notebook_code_fits_the_books_width():
                 for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1)
                 if len(line) > 100]
     assert not too_long, "\n".join(too_long)
+
+
+def test_a_damaged_executed_notebook_is_named_and_executed_again(tmp_path, monkeypatch, capsys):
+    (tmp_path / "98_tiny.py").write_text("# %%\nprint(6 * 7)\n")
+    monkeypatch.setattr("nbcode.book.build.ROOT", tmp_path)
+    monkeypatch.setattr("nbcode.book.build.NOTEBOOKS", tmp_path)
+    monkeypatch.setattr("nbcode.book.build.GENERATED", tmp_path / "_generated")
+    (tmp_path / "_generated").mkdir()
+    (tmp_path / "_generated" / "98_tiny.ipynb").write_text('{"cells": [')  # a build killed mid-write
+    [target] = execute_notebooks("smoke")
+    out = capsys.readouterr()
+    assert "_generated/98_tiny.ipynb cannot be read (NotJSONError); executing it again" in out.out
+    assert "42" in target.read_text()
+    assert "IPKernelApp" not in out.err  # the kernel's connection warning stays out of the reader's terminal
+    assert not list((tmp_path / "_generated").glob(".*partial"))
+
+
+def test_ctrl_c_during_a_build_says_that_the_next_build_resumes(tmp_path):
+    (tmp_path / "97_slow.py").write_text("# %%\nimport time\ntime.sleep(120)\n")
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        import nbcode.book.build as build
+        build.NOTEBOOKS, build.GENERATED, build.ROOT = Path({str(tmp_path)!r}), Path({str(tmp_path)!r}) / "g", Path("/")
+        try:
+            build.execute_notebooks("smoke")
+        except build.BuildInterrupted as error:
+            print(error, file=sys.stderr)
+            sys.exit(130)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(tmp_path.glob("g")) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(8)  # the kernel is running the cell by now
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole group
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, err[-2000:]
+    assert "interrupted while executing 97_slow.py" in err and "again to continue" in err
+    assert "Traceback" not in err and "DeadKernelError" not in err

@@ -27,7 +27,7 @@ import jupyter_server_mathjax
 import jupytext
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 from nbcode.data.datasets import DataMissingError, ensure_downloaded
 from nbcode.runs.cache import read_record, runs_root
@@ -46,6 +46,10 @@ PAPER = {"classifier x1": "57.7 ± 2.3% test (94,372 params)", "classifier x2": 
 
 class NotebookFailed(RuntimeError):
     """A notebook raised an error while the book was being built."""
+
+
+class BuildInterrupted(RuntimeError):
+    """The reader pressed Ctrl-C while the book was being built."""
 
 
 def source_key(notebook: Path, profile: str) -> str:
@@ -68,23 +72,79 @@ def execute_notebooks(profile: str) -> list[Path]:
     for source in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.py")):
         target = GENERATED / f"{source.stem}.ipynb"
         key = source_key(source, profile)
-        if target.exists() and nbformat.read(target, as_version=4).metadata.get("nbcode_key") == key:
+        if executed_key(target) == key:
             print(f"{source.name}: unchanged, reusing {target.relative_to(ROOT)}")
         else:
             print(f"{source.name}: executing at profile {profile} ...", flush=True)
-            notebook = jupytext.read(source)
-            started = time.perf_counter()
-            try:
-                NotebookClient(notebook, timeout=None, kernel_name="python3",
-                               resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-            except CellExecutionError as error:
-                raise NotebookFailed(f"notebook {source.name} failed at profile {profile}:\n{error}") from None
+            notebook, seconds = execute(source, profile)
             notebook.metadata["nbcode_key"] = key
-            notebook.metadata["nbcode_seconds"] = round(time.perf_counter() - started, 1)
-            nbformat.write(notebook, target)
-            print(f"{source.name}: executed in {notebook.metadata['nbcode_seconds'] / 60:.1f} min", flush=True)
+            notebook.metadata["nbcode_seconds"] = round(seconds, 1)
+            partial = target.with_name(f".{target.name}.partial")
+            nbformat.write(notebook, partial)
+            os.replace(partial, target)  # a killed build never leaves a truncated notebook behind
+            print(f"{source.name}: executed in {seconds / 60:.1f} min", flush=True)
         outputs.append(target)
     return outputs
+
+
+def executed_key(target: Path) -> str | None:
+    """The source key an executed notebook was made from; None when there is none or the file
+    cannot be read (then, with a note naming it, it is executed again)."""
+    if not target.exists():
+        return None
+    try:
+        return nbformat.read(target, as_version=4).metadata.get("nbcode_key")
+    except Exception as error:  # nbformat raises NotJSONError, ValidationError, ... for a damaged file
+        print(f"{target.relative_to(ROOT)} cannot be read ({type(error).__name__}); executing it again")
+        return None
+
+
+def execute(source: Path, profile: str) -> tuple[nbformat.NotebookNode, float]:
+    """Run the notebook `source` in a fresh kernel; return it with its outputs, and the seconds it took.
+    On a terminal, one line shows which cell is running and for how long.
+
+    Raises:
+        NotebookFailed: a cell raised, or the kernel died; the message names the notebook.
+        BuildInterrupted: Ctrl-C; the message says how the next build resumes.
+    """
+    notebook = jupytext.read(source)
+    started = time.perf_counter()
+    code = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
+
+    def show(cell: nbformat.NotebookNode, cell_index: int) -> None:
+        line = next((text for text in cell.source.splitlines() if text.strip() and not text.startswith("#")), "")
+        status = (f"{source.name}: cell {code.index(cell_index) + 1} of {len(code)}, "
+                  f"{(time.perf_counter() - started) / 60:.1f} min: {line.strip()[:60]}")
+        print(f"\r{status:<110}", end="", file=sys.stderr, flush=True)
+
+    client = NotebookClient(notebook, timeout=None, kernel_name="python3",
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no connection warnings
+                            resources={"metadata": {"path": str(NOTEBOOKS)}},
+                            on_cell_start=show if sys.stderr.isatty() else None)
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        if error.ename == "KeyboardInterrupt":
+            raise BuildInterrupted(interrupted_message(source, profile)) from None
+        raise NotebookFailed(f"notebook {source.name} failed at profile {profile}:\n{error}") from None
+    except KeyboardInterrupt:
+        raise BuildInterrupted(interrupted_message(source, profile)) from None
+    except DeadKernelError as error:
+        if isinstance(error.__context__, KeyboardInterrupt):  # Ctrl-C reached the kernel too
+            raise BuildInterrupted(interrupted_message(source, profile)) from None
+        raise NotebookFailed(f"the kernel running {source.name} died (it was killed, interrupted or ran out of "
+                             f"memory); run the build again to retry it") from None
+    finally:
+        if sys.stderr.isatty():
+            print("\r" + " " * 110 + "\r", end="", file=sys.stderr, flush=True)
+    return notebook, time.perf_counter() - started
+
+
+def interrupted_message(source: Path, profile: str) -> str:
+    """What an interrupted build tells its reader."""
+    return (f"interrupted while executing {source.name}. The chapters executed before it are kept, finished "
+            f"training runs are cached and an unfinished one resumes from its last checkpoint: run "
+            f"`python -m nbcode.book --profile {profile}` again to continue.")
 
 
 def chapter_times() -> str:
@@ -261,6 +321,9 @@ def main() -> None:
         html = build(args.profile)
     except (NotebookFailed, DataMissingError) as error:
         sys.exit(str(error))
+    except BuildInterrupted as error:
+        print(error, file=sys.stderr)
+        sys.exit(130)
     print(f"book built: {html / 'index.html'}")
 
 
