@@ -18,9 +18,11 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jupyter_server_mathjax
@@ -105,10 +107,49 @@ def execute(source: Path, profile: str) -> tuple[nbformat.NotebookNode, float]:
 
     Raises:
         NotebookFailed: a cell raised, or the kernel died; the message names the notebook.
-        BuildInterrupted: Ctrl-C; the message says how the next build resumes.
+        BuildInterrupted: Ctrl-C (whatever the kernel and nbclient raise after it); the message
+            says how the next build resumes.
     """
     notebook = jupytext.read(source)
     started = time.perf_counter()
+    client = NotebookClient(notebook, timeout=None, kernel_name="python3",
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no connection warnings
+                            resources={"metadata": {"path": str(NOTEBOOKS)}},
+                            on_cell_start=cell_status(source, notebook, started) if sys.stderr.isatty() else None)
+    interrupts = []
+
+    def interrupt(signum: int, frame: object) -> None:
+        interrupts.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    log = GENERATED / f"{source.stem}.kernel.log"  # the kernel's own messages, kept off the reader's terminal
+    try:
+        with log.open("w") as kernel_stderr:
+            client.execute(stderr=kernel_stderr)
+    except BaseException as error:
+        # While the kernel runs, nbclient answers SIGINT itself: it shuts the kernel down and keeps
+        # that shutdown on the client, and the errors that follow (a dead kernel, a failed second
+        # clean-up) are its consequences, not the notebook's.
+        stopped = getattr(client, "_async_cleanup_kernel_future", None) is not None
+        if interrupts or stopped or (isinstance(error, CellExecutionError) and error.ename == "KeyboardInterrupt"):
+            raise BuildInterrupted(interrupted_message(source, profile)) from None
+        if isinstance(error, CellExecutionError):
+            raise NotebookFailed(f"notebook {source.name} failed at profile {profile}:\n{error}") from None
+        if isinstance(error, DeadKernelError):
+            raise NotebookFailed(f"the kernel running {source.name} died (it was killed or ran out of memory; its "
+                                 f"log: {log}); run the build again to retry it") from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if sys.stderr.isatty():
+            print("\r" + " " * 110 + "\r", end="", file=sys.stderr, flush=True)
+    return notebook, time.perf_counter() - started
+
+
+def cell_status(source: Path, notebook: nbformat.NotebookNode, started: float) -> Callable[..., None]:
+    """An nbclient on_cell_start hook that rewrites one terminal line: the notebook, which code
+    cell of how many is running, the minutes since `started`, and the cell's first code line."""
     code = [i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"]
 
     def show(cell: nbformat.NotebookNode, cell_index: int) -> None:
@@ -117,27 +158,7 @@ def execute(source: Path, profile: str) -> tuple[nbformat.NotebookNode, float]:
                   f"{(time.perf_counter() - started) / 60:.1f} min: {line.strip()[:60]}")
         print(f"\r{status:<110}", end="", file=sys.stderr, flush=True)
 
-    client = NotebookClient(notebook, timeout=None, kernel_name="python3",
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no connection warnings
-                            resources={"metadata": {"path": str(NOTEBOOKS)}},
-                            on_cell_start=show if sys.stderr.isatty() else None)
-    try:
-        client.execute()
-    except CellExecutionError as error:
-        if error.ename == "KeyboardInterrupt":
-            raise BuildInterrupted(interrupted_message(source, profile)) from None
-        raise NotebookFailed(f"notebook {source.name} failed at profile {profile}:\n{error}") from None
-    except KeyboardInterrupt:
-        raise BuildInterrupted(interrupted_message(source, profile)) from None
-    except DeadKernelError as error:
-        if isinstance(error.__context__, KeyboardInterrupt):  # Ctrl-C reached the kernel too
-            raise BuildInterrupted(interrupted_message(source, profile)) from None
-        raise NotebookFailed(f"the kernel running {source.name} died (it was killed, interrupted or ran out of "
-                             f"memory); run the build again to retry it") from None
-    finally:
-        if sys.stderr.isatty():
-            print("\r" + " " * 110 + "\r", end="", file=sys.stderr, flush=True)
-    return notebook, time.perf_counter() - started
+    return show
 
 
 def interrupted_message(source: Path, profile: str) -> str:
