@@ -22,6 +22,12 @@ from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator
 LOSSES = ("aw", "hinge")
 
 
+def check_loss(loss: str) -> None:
+    """Raise a ValueError naming the valid losses unless `loss` is one of LOSSES."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown GAN loss {loss!r}; valid: {', '.join(LOSSES)}")
+
+
 @dataclass(frozen=True)
 class GANSettings:
     """How to train the GAN (the budgets come from the profile).
@@ -41,8 +47,7 @@ class GANSettings:
     ema: float = 0.999
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown GAN loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+        check_loss(self.loss)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"the learning rate must be a finite number > 0, got {self.lr}")
         if not 0 <= self.ema < 1:
@@ -80,8 +85,7 @@ def update_discriminator(d: Discriminator, d_opt: torch.optim.Optimizer, real: t
     Returns:
         {"d_loss", "real_score", "fake_score"} and, for aw, {"w_real", "w_fake", "case"}.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"unknown GAN loss {loss!r}; valid: {', '.join(LOSSES)}")
+    check_loss(loss)
     with parametrize.cached(), torch.autocast(real.device.type, torch.bfloat16, enabled=dtype == torch.bfloat16):
         real_out, fake_out = d(real, real_labels).float(), d(fake.detach(), fake_labels).float()
         # Eq. (4) as printed, E[min(0, -1 + D(x))] + E[min(0, -1 - D(G(z)))], is what D maximises
@@ -133,8 +137,7 @@ def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, 
     Returns:
         The discriminator's statistics (`update_discriminator`) and "g_loss".
     """
-    if loss not in LOSSES:
-        raise ValueError(f"unknown GAN loss {loss!r}; valid: {', '.join(LOSSES)}")
+    check_loss(loss)
     batch, device = len(real), real.device
     fake_labels = None if labels is None else torch.randint(0, d.num_classes, (batch,), generator=rng, device=device)
     z = torch.randn(batch, g.latent, generator=rng, device=device)

@@ -34,6 +34,7 @@ from nbclient.exceptions import CellExecutionError, DeadKernelError
 from nbcode.data.datasets import DataMissingError, ensure_downloaded
 from nbcode.runs.cache import read_record, runs_root
 from nbcode.runs.profiles import PROFILE_VARIABLE, PROFILES, get_profile
+from nbcode.runs.scaffold import RECORD
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -186,7 +187,7 @@ def chapter_times() -> str:
 def load_records(profile: str) -> list[dict]:
     """Every run record (classifier, GAN, evaluation) under the runs root made at `profile`."""
     records = []
-    for path in sorted(runs_root().glob("*/*/metrics.json")) + sorted(runs_root().glob("evaluation/*.json")):
+    for path in sorted(runs_root().glob(f"*/*/{RECORD}")) + sorted(runs_root().glob("evaluation/*.json")):
         record = read_record(path)
         if record is not None and record.get("profile") == profile:
             records.append(record)

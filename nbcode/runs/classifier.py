@@ -41,7 +41,7 @@ from nbcode.runs.allocator import keep_freed_memory
 from nbcode.runs.cache import git_commit, load_checkpoint, runs_root, settings_hash
 from nbcode.runs.precision import precision_name, training_dtype
 from nbcode.runs.profiles import PROFILES, Profile, get_profile, pick_device
-from nbcode.runs.scaffold import TrainingRun, train_or_load
+from nbcode.runs.scaffold import CHECKPOINT, TrainingRun, train_or_load
 
 VALIDATION_FRACTION = 0.1  # of the training split, held out for every choice we make
 
@@ -148,16 +148,19 @@ def train_classifier(recipe_name: str | Recipe, profile: Profile, *, width_facto
                                         progress, stop_after))
 
 
-def _evaluation_splits(train: ImageData, validation: ImageData, test: ImageData, n: int | None,
-                       device: torch.device) -> tuple[dict, dict]:
+def _evaluation_splits(train: tuple[torch.Tensor, torch.Tensor], validation: ImageData, test: ImageData,
+                       n: int | None, device: torch.device) -> tuple[dict, dict]:
     """The splits scored at every evaluation (the first `n` images of each; training images
     without augmentation) and the whole validation and test splits scored at the end:
-    {name: (images (N, 3, 32, 32) uint8, labels (N,))} each, on `device`."""
+    {name: (images (N, 3, 32, 32) uint8, labels (N,))} each, on `device`.
+
+    Args:
+        train: the training images and labels, already on `device`.
+    """
     full = {name: (split.images.to(device), split.labels.to(device))
             for name, split in (("validation", validation), ("test", test))}
     n = n or len(test)  # the same number of images from each split
-    scored = {"train": (train.images[:n].to(device), train.labels[:n].to(device)),
-              **{name: (images[:n], labels[:n]) for name, (images, labels) in full.items()}}
+    scored = {name: (images[:n], labels[:n]) for name, (images, labels) in (("train", train), *full.items())}
     return scored, full
 
 
@@ -187,7 +190,7 @@ def _train(recipe: Recipe, profile: Profile, width_factor: int, full_train: Imag
     train, validation = split_validation(full_train, seed=seed)
     mean, std = channel_stats(train.images)
     images, labels = train.images.to(device), train.labels.to(device)
-    scored, full = _evaluation_splits(train, validation, test, profile.eval_images, device)
+    scored, full = _evaluation_splits((images, labels), validation, test, profile.eval_images, device)
     torch.manual_seed(seed)
     model = DSResNet(num_classes=len(train.classes), width_factor=width_factor).to(device,
                                                                                  memory_format=torch.channels_last)
@@ -220,7 +223,7 @@ def _train(recipe: Recipe, profile: Profile, width_factor: int, full_train: Imag
 def load_trained_classifier(record: dict, runs_dir: str | Path | None = None,
                             device: torch.device | str = "cpu") -> nn.Module:
     """The trained DS-ResNet of a run record, in eval mode."""
-    path = runs_root(runs_dir) / "classifier" / record["run"] / "checkpoint.pt"
+    path = runs_root(runs_dir) / "classifier" / record["run"] / CHECKPOINT
     state = load_checkpoint(path, record["architecture"], device)
     model = DSResNet(num_classes=record["num_classes"], width_factor=record["width_factor"])
     model.load_state_dict(state["model"])

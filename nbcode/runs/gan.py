@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from nbcode.runs.allocator import keep_freed_memory
 from nbcode.runs.cache import git_commit, load_checkpoint, runs_root, settings_hash
 from nbcode.runs.precision import precision_name, training_dtype
 from nbcode.runs.profiles import PROFILES, Profile, get_profile, pick_device
-from nbcode.runs.scaffold import TrainingRun, finished_record, train_or_load
+from nbcode.runs.scaffold import CHECKPOINT, TrainingRun, finished_record, train_or_load
 
 GRID_CLASSES = 10  # rows of the fixed sample grid
 GRID_PER_CLASS = 8
@@ -62,7 +63,7 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
     """
     keep_freed_memory()  # large freed blocks reused instead of page-faulted (nbcode.runs.allocator)
     train, folder, dtype = _data_and_folder(settings, profile, dataset, seed, runs_dir)
-    return train_or_load(folder, lambda record: record.get("step") == profile.gan_iterations,
+    return train_or_load(folder, _finished(profile),
                          lambda: _train(settings, profile, train, seed, dtype, folder, progress, stop_after))
 
 
@@ -70,7 +71,12 @@ def is_trained(settings: GANSettings, profile: Profile, *, dataset: str | None =
                runs_dir: str | Path | None = None) -> bool:
     """True when `train_gan` with these arguments would load a finished run instead of training."""
     _, folder, _ = _data_and_folder(settings, profile, dataset, seed, runs_dir)
-    return finished_record(folder, lambda record: record.get("step") == profile.gan_iterations) is not None
+    return finished_record(folder, _finished(profile)) is not None
+
+
+def _finished(profile: Profile) -> Callable[[dict], bool]:
+    """Whether a GAN run record is complete at `profile`'s budget."""
+    return lambda record: record.get("step") == profile.gan_iterations
 
 
 def _data_and_folder(settings: GANSettings, profile: Profile, dataset: str | None, seed: int,
@@ -113,7 +119,7 @@ def _check_finite(stats: dict, step: int, folder: Path) -> None:
     if not (math.isfinite(stats["d_loss"]) and math.isfinite(stats["g_loss"])):
         raise GANDivergedError(
             f"training diverged at iteration {step + 1}: D loss {stats['d_loss']}, G loss {stats['g_loss']}. "
-            f"The last good checkpoint is kept in {folder / 'checkpoint.pt'}; lower the learning rate "
+            f"The last good checkpoint is kept in {folder / CHECKPOINT}; lower the learning rate "
             f"(GANSettings(lr=...), or --lr on the command line) or change the seed: either makes a new run. "
             f"Delete the folder to start this one over.")
 
@@ -203,7 +209,7 @@ def run_summary(record: dict) -> str:
 def load_trained_generator(record: dict, runs_dir: str | Path | None = None, device: torch.device | str = "cpu",
                            ema: bool = True) -> Generator:
     """The trained generator of a GAN run record (the EMA copy by default), in eval mode."""
-    state = load_checkpoint(runs_root(runs_dir) / "gan" / record["run"] / "checkpoint.pt", record["architecture"],
+    state = load_checkpoint(runs_root(runs_dir) / "gan" / record["run"] / CHECKPOINT, record["architecture"],
                             device)
     g = Generator(len(record["classes"]) if record["settings"]["conditional"] else 0)
     g.load_state_dict(state["g_ema" if ema else "g"])
