@@ -26,7 +26,7 @@ import torch
 from nbcode.book.display import print_warnings_as_notes, show_source
 from nbcode.book.plots import image_grid
 from nbcode.book.verdicts import copying_verdict, gan_verdict, recognisability_verdict
-from nbcode.data.datasets import load_for_profile
+from nbcode.data.datasets import load_run_split
 from nbcode.gan import LATENT, to_uint8
 from nbcode.gan_recipe import GANSettings
 from nbcode.metrics.evaluation import evaluate_gan
@@ -132,7 +132,9 @@ show_source(per_class_accuracy)
 classifier_record = train_classifier("improved", profile)  # notebook 2's run: cached
 classifier = load_trained_classifier(classifier_record)
 dataset = records["conditional"]["dataset"]
-train, test_split = (load_for_profile(profile, split, dataset) for split in ("train", "test"))
+# The data each run trained on, loaded again as it was (an error if the data root changed since).
+train = load_run_split(classifier_record["data_source"], profile, "train")
+test_split = load_run_split(records["conditional"]["data_source"], profile, "test")
 mean, std = input_statistics(classifier_record, train)
 per_class = max(1, profile.fid_samples // len(classes))
 images, labels = samples_per_class(generators["conditional"], per_class)

@@ -68,7 +68,7 @@ def test_checkpoint_of_another_architecture_is_refused_clearly(tmp_path):
 
 def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, {"architecture": "A", "step": 1})
+    save_checkpoint(path, {"architecture": "A", "run": "r", "step": 1})
 
     def crash(state, file):
         with open(file, "wb") as f:
@@ -77,7 +77,7 @@ def test_checkpoints_are_written_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "save", crash)
     with pytest.raises(OSError):
-        save_checkpoint(path, {"architecture": "A", "step": 2})
+        save_checkpoint(path, {"architecture": "A", "run": "r", "step": 2})
     assert load_checkpoint(path, "A")["step"] == 1
 
 

@@ -31,10 +31,10 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
-from nbcode.data.datasets import DataMissingError, ensure_downloaded
-from nbcode.runs.cache import read_record, runs_root
+from nbcode.data.datasets import TORCHVISION_CLASSES, DataMissingError, data_root, dataset_name, ensure_downloaded
+from nbcode.runs.cache import check_record, read_record, runs_root
 from nbcode.runs.profiles import PROFILE_VARIABLE, PROFILES, get_profile
-from nbcode.runs.scaffold import RECORD
+from nbcode.runs.scaffold import RECORD, finished_record
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
@@ -64,7 +64,19 @@ def source_key(notebook: Path, profile: str) -> str:
     digest.update(profile.encode())
     for name in SETTINGS:
         digest.update(f"{name}={os.environ.get(name, '')}".encode())
+    digest.update(data_state().encode())
     return digest.hexdigest()
+
+
+def data_state() -> str:
+    """The files of the dataset the notebooks load (name, size, modification time each), or
+    "absent": a book built on the synthetic fallback is executed again once the data appears."""
+    name = dataset_name()
+    if name not in TORCHVISION_CLASSES:
+        return name
+    folder = data_root() / TORCHVISION_CLASSES[name].base_folder
+    files = sorted(folder.iterdir()) if folder.is_dir() else []
+    return ";".join(f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in files) or "absent"
 
 
 def execute_notebooks(profile: str) -> list[Path]:
@@ -186,21 +198,30 @@ def chapter_times() -> str:
 
 def load_records(profile: str) -> list[dict]:
     """Every run record (classifier, GAN, evaluation) under the runs root made at `profile`."""
-    records = []
-    for path in sorted(runs_root().glob(f"*/*/{RECORD}")) + sorted(runs_root().glob("evaluation/*.json")):
-        record = read_record(path)
-        if record is not None and record.get("profile") == profile:
-            records.append(record)
-    return records
+    runs = [finished_record(path.parent, lambda record: True) for path in sorted(runs_root().glob(f"*/*/{RECORD}"))]
+    evaluations = [_checked(path) for path in sorted(runs_root().glob("evaluation/*.json"))]
+    return [record for record in runs + evaluations if record is not None and record.get("profile") == profile]
+
+
+def _checked(path: Path) -> dict | None:
+    """The record at `path` (None when unreadable, with a warning); CorruptRunFileError when it
+    holds NaN or lacks what the pages read."""
+    record = read_record(path)
+    if record is not None:
+        check_record(record, path)
+    return record
 
 
 def load_committed() -> list[tuple[dict, list[dict]]]:
     """The committed records of `python -m nbcode.runs.reproduce --export results`: (manifest, records)
     per folder of results/, e.g. paper-profile runs made on a GPU."""
     committed = []
-    for manifest_path in sorted(RESULTS.glob("*/manifest.json")):
-        records = [read_record(path) for path in sorted((manifest_path.parent / "records").glob("*.json"))]
-        committed.append((json.loads(manifest_path.read_text()), [r for r in records if r is not None]))
+    for folder in sorted(path for path in RESULTS.glob("*") if path.is_dir() and not path.name.startswith(".")):
+        if not (folder / "manifest.json").exists():
+            raise FileNotFoundError(f"{folder} has no manifest.json: it is not a complete export. Export it again "
+                                    f"(python -m nbcode.runs.reproduce ... --export {RESULTS.name}) or remove it.")
+        records = [_checked(path) for path in sorted((folder / "records").glob("*.json"))]
+        committed.append((json.loads((folder / "manifest.json").read_text()), [r for r in records if r is not None]))
     return committed
 
 

@@ -9,11 +9,12 @@ own Jupyter configuration changes):
 - the state of progress-bar widgets is saved, so a reopened chapter shows its bars.
 
 Extra arguments go to `jupyter lab`, e.g. `python -m nbcode.book.lab --port 8899 --no-browser`.
+The launcher replaces itself with JupyterLab (exec): its process is the server, so a signal
+sent to it (Ctrl-C, or SIGTERM from a process manager) stops JupyterLab, never orphans it.
 """
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def lab_command(*arguments: str) -> list[str]:
 
 
 def main() -> None:
-    sys.exit(subprocess.run(lab_command(*sys.argv[1:]), env=lab_environment()).returncode)
+    command = lab_command(*sys.argv[1:])
+    os.execve(command[0], command, lab_environment())
 
 
 if __name__ == "__main__":

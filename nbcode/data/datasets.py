@@ -29,7 +29,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 from torchvision.datasets.utils import check_integrity
 
 from nbcode.data.safe_pickle import UnsafePickleError, load_numpy_pickle
-from nbcode.runs.profiles import Profile
+from nbcode.runs.profiles import Profile, absolute_path_setting
 
 DATA_VARIABLE = "NBCODE_DATA"
 DATASET_VARIABLE = "NBCODE_DATASET"
@@ -46,6 +46,10 @@ class DataMissingError(FileNotFoundError):
 
 class DataCorruptError(RuntimeError):
     """A dataset file is truncated, corrupted or not the official file."""
+
+
+class DataChangedError(RuntimeError):
+    """The data loaded now is not the data a run was trained on."""
 
 
 @dataclass
@@ -107,8 +111,8 @@ class ImageData:
 
 
 def data_root(root: str | Path | None = None) -> Path:
-    """`root`, else $NBCODE_DATA, else ~/.cache/nbcode/data."""
-    return Path(root or os.environ.get(DATA_VARIABLE) or Path.home() / ".cache" / "nbcode" / "data")
+    """`root`, else $NBCODE_DATA (which must be absolute), else ~/.cache/nbcode/data."""
+    return Path(root or absolute_path_setting(DATA_VARIABLE) or Path.home() / ".cache" / "nbcode" / "data")
 
 
 def _check_name(name: str) -> None:
@@ -360,6 +364,33 @@ def load_for_profile(profile: Profile, split: str = "train", name: str | None = 
         data = make_synthetic(split, num_classes=num_classes)
     if split == "train" and profile.train_limit is not None:
         data = data.subset(profile.train_limit)
+    return data
+
+
+def data_source(train: ImageData, requested: str) -> dict:
+    """What a run record keeps so that its data can be loaded again exactly (`load_run_split`):
+    the dataset asked for, the one loaded (the synthetic stand-in when the profile fell back to
+    it), its number of classes and the fingerprint of the training images."""
+    return {"requested": requested, "loaded": train.name, "classes": len(train.classes),
+            "train_fingerprint": train.fingerprint()}
+
+
+def load_run_split(source: dict, profile: Profile, split: str, root: str | Path | None = None) -> ImageData:
+    """The `split` of the data a run was trained on, from its record's `data_source`: loaded as
+    the run loaded it, and checked to be the same dataset (and, for "train", the same images).
+
+    Raises:
+        DataChangedError: the data root now gives other data (the real files appeared or changed,
+            or the profile differs); the message says what each is.
+    """
+    data = load_for_profile(profile, split, source["requested"], root)
+    changed = data.name != source["loaded"] or len(data.classes) != source["classes"] or (
+        split == "train" and data.fingerprint() != source["train_fingerprint"])
+    if changed:
+        raise DataChangedError(
+            f"the run was trained on {source['loaded']} ({source['classes']} classes, training images "
+            f"{source['train_fingerprint']}), but {source['requested']!r} at the {profile.name} profile now "
+            f"gives {data.describe()}. Score it with the data it was trained on, or train it again.")
     return data
 
 

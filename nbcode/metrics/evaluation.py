@@ -8,14 +8,23 @@ sample count and the book's pages read the same evaluation record.
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from nbcode.data.datasets import load_for_profile
+from nbcode.data.datasets import load_run_split
 from nbcode.metrics.fid import fid_kid, real_floor, sample_images
 from nbcode.metrics.nearest import lpips_record, lpips_to_nearest, real_lpips
-from nbcode.runs.cache import git_commit, read_record, runs_root, write_json
+from nbcode.runs.cache import (
+    CorruptRunFileError,
+    check_record,
+    git_commit,
+    read_record,
+    record_digest,
+    runs_root,
+    write_json,
+)
 from nbcode.runs.gan import load_trained_generator
 from nbcode.runs.profiles import Profile
 
@@ -24,16 +33,19 @@ def evaluate_gan(record: dict, profile: Profile, runs_dir: str | Path | None = N
                  progress: bool = True) -> dict:
     """FID/KID and LPIPS of a GAN run at `profile.fid_samples`, or the evaluation record made earlier.
 
-    With `progress`, a bar names each stage as it runs (samples, FID/KID, the real-vs-real floor,
-    LPIPS) and the nearest-neighbour search shows its own bar.
+    The samples are scored against the data the run trained on (its record's `data_source`;
+    nbcode.data.datasets.DataChangedError when the data root now gives other data). An earlier
+    evaluation is read back only when it was made of this very run record (its digest) at this
+    sample count. With `progress`, a bar names each stage as it runs (samples, FID/KID, the
+    real-vs-real floor, LPIPS) and the nearest-neighbour search shows its own bar.
     """
     path = runs_root(runs_dir) / "evaluation" / f"{record['run']}.json"
-    earlier = read_record(path)
-    if earlier is not None and earlier.get("n_generated") == profile.fid_samples and "lpips_mean" in earlier:
+    earlier = _earlier_evaluation(path, record, profile.fid_samples)
+    if earlier is not None:
         return earlier
     stages = tqdm(total=4, desc=f"evaluating {record['run']}", disable=not progress)
-    test = load_for_profile(profile, "test", record["dataset"]).subset(profile.fid_samples)
-    train = load_for_profile(profile, "train", record["dataset"])
+    test = load_run_split(record["data_source"], profile, "test").subset(profile.fid_samples)
+    train = load_run_split(record["data_source"], profile, "train")
     stages.set_postfix_str(f"sampling {profile.fid_samples:,} images")
     samples = sample_images(load_trained_generator(record, runs_dir), profile.fid_samples, seed=0)
     stages.update()
@@ -52,9 +64,25 @@ def evaluate_gan(record: dict, profile: Profile, runs_dir: str | Path | None = N
     return save_evaluation(record, scores, runs_dir)
 
 
+def _earlier_evaluation(path: Path, run: dict, n_generated: int) -> dict | None:
+    """The evaluation record at `path` when it was made of the run record `run` at `n_generated`
+    samples and passes its checks, else None (then it is made again; a damaged one with a warning)."""
+    earlier = read_record(path)
+    if earlier is None or earlier.get("run_digest") != record_digest(run) or earlier.get("n_generated") != n_generated:
+        return None
+    try:
+        check_record(earlier, path)
+    except CorruptRunFileError as error:
+        warnings.warn(f"{error} Evaluating the run again.", stacklevel=3)
+        return None
+    return earlier
+
+
 def save_evaluation(run: dict, scores: dict, runs_dir: str | Path | None = None) -> dict:
-    """Write the `scores` of a GAN run record (FID/KID, LPIPS) as an evaluation record for the book."""
-    record = {"kind": "evaluation", "run": run["run"], "conditional": run["settings"]["conditional"],
+    """Write the `scores` of a GAN run record (FID/KID, LPIPS) as an evaluation record for the book,
+    bound to that run record by its digest."""
+    record = {"kind": "evaluation", "run": run["run"], "run_digest": record_digest(run),
+              "conditional": run["settings"]["conditional"],
               "loss": run["settings"]["loss"], "dataset": run["dataset"], "profile": run["profile"],
               "iterations": run["iterations"], "device": run["device"], "commit": git_commit(), **scores}
     write_json(runs_root(runs_dir) / "evaluation" / f"{run['run']}.json", record)

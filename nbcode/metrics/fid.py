@@ -7,10 +7,13 @@ The generator is wrapped so that torch-fidelity receives uint8 images whose labe
 ourselves (torch-fidelity's own conditional sampling uses `np.int`, which NumPy 2 removed).
 The reference split's Inception statistics are cached under the runs root, keyed by a hash of
 its pixels and labels (not only its name and size) and by the Inception weights used, so they
-are computed once per reference set and never served for another one.
+are computed once per reference set and never served for another one. torch-fidelity reads its
+cache and weights files with `weights_only=False`; we read each of them weights-only first
+(`check_fidelity_files`), so a planted pickle is refused, with its name, before it can run.
 """
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import torch
@@ -22,7 +25,7 @@ from nbcode.data.datasets import ImageData
 from nbcode.gan import Generator, to_uint8
 from nbcode.metrics.inception import FEATURE_BATCH, FEATURE_EXTRACTOR, offline_inception_weights
 from nbcode.runs.allocator import keep_freed_memory
-from nbcode.runs.cache import read_record, runs_root, write_json
+from nbcode.runs.cache import load_derived, read_record, runs_root, write_json
 
 OFFICIAL_INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"  # torch-fidelity's download
 MIN_IMAGES = 4  # per side: KID averages over subsets of half the images, and a subset needs 2
@@ -100,6 +103,20 @@ def inception_weights(runs_dir: str | Path | None = None) -> tuple[str | None, s
     return str(offline_inception_weights(runs_dir)), "fid-helper"
 
 
+def check_fidelity_files(weights: str | None, cache: Path, cache_name: str) -> None:
+    """Read, weights-only, every file torch-fidelity would unpickle for this call: the Inception
+    weights and the cached features and statistics of the reference set `cache_name`.
+
+    Raises:
+        nbcode.runs.cache.CorruptRunFileError: a file holds more than tensors and numpy arrays (a
+            planted pickle) or is truncated; the message names it and says it can be deleted.
+    """
+    official = Path(torch.hub.get_dir()) / "checkpoints" / OFFICIAL_INCEPTION_FILE
+    load_derived(Path(weights) if weights else official)
+    for path in sorted(cache.glob(f"{glob.escape(cache_name)}-*.pt")):
+        load_derived(path, numpy_arrays=True)
+
+
 def check_images(images: torch.Tensor, what: str) -> None:
     """Raise a ValueError unless `images` is an (N, 3, 32, 32) uint8 tensor with N >= MIN_IMAGES."""
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4 \
@@ -138,6 +155,8 @@ def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int,
         raise ValueError(f"FID and KID need at least {MIN_IMAGES} images per side; n_generated is {n_generated}")
     weights, tag = inception_weights(runs_dir)
     cache = runs_root(runs_dir) / "fidelity-cache"
+    cache_name = f"nbcode-{reference.name}-{reference.split}-{len(reference)}-{reference.fingerprint()}-{tag}"
+    check_fidelity_files(weights, cache, cache_name)
     if generated is not None:
         input1, n_generated, extra = UInt8Images(generated), len(generated), {}
     else:
@@ -146,7 +165,7 @@ def fid_kid(generator: Generator | None, reference: ImageData, n_generated: int,
     kid_subset = min(1000, n_generated // 2, len(reference) // 2)  # subsets smaller than the sets, so KID has a spread
     metrics = torch_fidelity.calculate_metrics(
         input1=input1, input2=UInt8Images(reference.images),
-        input2_cache_name=f"nbcode-{reference.name}-{reference.split}-{len(reference)}-{reference.fingerprint()}-{tag}",
+        input2_cache_name=cache_name,
         cache=True, cache_root=str(cache), fid=True, kid=True, kid_subset_size=kid_subset,
         feature_extractor=FEATURE_EXTRACTOR, feature_extractor_weights_path=weights, batch_size=batch_size,
         cuda=torch.cuda.is_available(), verbose=progress, rng_seed=seed,
@@ -174,7 +193,8 @@ def real_floor(train: ImageData, reference: ImageData, runs_dir: str | Path | No
 
     FID is biased upwards at small n (the covariances of 2048 features are estimated from n
     images), so a generator's FID means something only beside this floor at the same n.
-    The result is cached under the runs root, keyed by the pixels of both sets.
+    The result is cached under the runs root, keyed by the pixels of both sets and by the
+    Inception weights that computed it.
 
     Args:
         train: the training split; len(reference) of its images are drawn (seeded).
@@ -183,7 +203,8 @@ def real_floor(train: ImageData, reference: ImageData, runs_dir: str | Path | No
         fid_kid's dict for train vs reference.
     """
     real = train.subset(len(reference), seed=1)
-    path = runs_root(runs_dir) / "floors" / f"{real.fingerprint()}-{reference.fingerprint()}.json"
+    tag = inception_weights(runs_dir)[1]
+    path = runs_root(runs_dir) / "floors" / f"{real.fingerprint()}-{reference.fingerprint()}-{tag}.json"
     cached = read_record(path)
     if cached is not None:
         return cached

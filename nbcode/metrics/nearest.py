@@ -17,9 +17,9 @@ import torch
 from tqdm.auto import tqdm
 
 from nbcode.data.datasets import ImageData
-from nbcode.metrics.lpips_weights import build_lpips
+from nbcode.metrics.lpips_weights import build_lpips, lpips_source
 from nbcode.runs.allocator import keep_freed_memory
-from nbcode.runs.cache import runs_root, save_checkpoint
+from nbcode.runs.cache import load_derived, runs_root, save_checkpoint
 
 
 class NearestLPIPS(NamedTuple):
@@ -92,10 +92,12 @@ def real_lpips(reference: ImageData, training: ImageData, runs_dir: str | Path |
                progress: bool = False) -> NearestLPIPS:
     """`lpips_to_nearest` for real held-out images (e.g. the test subset a GAN is scored against):
     the floor its samples are read against. Cached under the runs root, keyed by the pixels of
-    both sets, so it is computed once however many models are evaluated against it."""
-    path = runs_root(runs_dir) / "floors" / f"lpips-{reference.fingerprint()}-{training.fingerprint()}.pt"
+    both sets and by the AlexNet weights, so it is computed once however many models are
+    evaluated against it."""
+    path = (runs_root(runs_dir) / "floors" /
+            f"lpips-{reference.fingerprint()}-{training.fingerprint()}-{lpips_source()}.pt")
     if path.exists():
-        return NearestLPIPS(**torch.load(path, weights_only=True))
+        return NearestLPIPS(**load_derived(path))
     result = lpips_to_nearest(reference.images, training.images, progress=progress)
     save_checkpoint(path, result._asdict())
     return result

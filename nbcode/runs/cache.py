@@ -1,19 +1,27 @@
 """Checkpoints written atomically and read back safely, run folders, their locks and run records.
 
-    save_checkpoint(path, {"step": 100, "model": model.state_dict(), ...})
-    state = load_checkpoint(path, architecture="DSResNet(32, 64, 96, 128)", keys=("step", "model"))
+    save_checkpoint(path, {"run": name, "step": 100, "model": model.state_dict(), ...})
+    state = load_checkpoint(path, "DSResNet(32, 64, 96, 128)", keys=("model",), run=name, step=100)
 
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts, so it loads with
-`torch.load(weights_only=True)`: no pickled code runs when a file is opened. Every write goes
-to a temporary file of its own beside the target, then is renamed over it, so a crash or a
-second process never leaves a half-written file. A run folder is locked while it trains
-(`run_lock`): a second process asking for the same run waits, then reads the first one's result.
+`torch.load(weights_only=True)`: no pickled code runs when a file is opened, and a checkpoint
+of another model, run or step, or with NaN weights, is refused. Derived caches (FID statistics,
+converted weights, floors) are read the same way (`load_derived`), so a planted or truncated
+file is refused with its name. Every write goes to a temporary file of its own beside the
+target, then is renamed over it, so a crash or a second process never leaves a half-written
+file; a full disk says so. A run folder is locked while it trains (`run_lock`): a second
+process asking for the same run waits, then reads the first one's result. Run records are
+checked when read (`check_record`): finite numbers and the keys their readers need.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import math
 import os
+import pickle
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,10 +30,26 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from filelock import FileLock, Timeout
 
+from nbcode.runs.profiles import absolute_path_setting
+
 RUNS_VARIABLE = "NBCODE_RUNS"
+LOW_DISK_BYTES = 64 * 2**20  # a failed write with less free space than this is reported as a full disk
+# What torch-fidelity's cached statistics hold besides tensors: numpy arrays of float32 / float64.
+NUMPY_ARRAY_GLOBALS = [np.dtype, np.ndarray, np.dtypes.Float32DType, np.dtypes.Float64DType,
+                       (np._core if hasattr(np, "_core") else np.core).multiarray._reconstruct]
+# Keys every record of a kind must hold for the book and the loaders to read it.
+RECORD_KEYS = {
+    "classifier": ("run", "architecture", "num_classes", "width_factor", "recipe", "profile", "steps", "batch",
+                   "seed", "dataset", "data", "data_source", "history", "step", "train_seconds"),
+    "gan": ("run", "architecture", "settings", "classes", "profile", "iterations", "batch", "seed", "dataset",
+            "data", "data_source", "log", "step", "train_seconds"),
+    "evaluation": ("run", "run_digest", "conditional", "loss", "dataset", "profile", "iterations", "fid",
+                   "kid_mean", "kid_std", "n_generated", "n_reference", "fid_floor", "kid_floor", "lpips_mean"),
+}
 
 
 class CheckpointMismatchError(ValueError):
@@ -33,12 +57,13 @@ class CheckpointMismatchError(ValueError):
 
 
 class CorruptRunFileError(ValueError):
-    """A file of a run folder is truncated, empty or does not hold what it should."""
+    """A file of a run folder or cache is truncated, empty, planted or does not hold what it should."""
 
 
 def runs_root(root: str | Path | None = None) -> Path:
-    """`root`, else $NBCODE_RUNS, else ~/.cache/nbcode/runs: where trained artefacts are cached."""
-    return Path(root or os.environ.get(RUNS_VARIABLE) or Path.home() / ".cache" / "nbcode" / "runs")
+    """`root`, else $NBCODE_RUNS (which must be absolute), else ~/.cache/nbcode/runs: where
+    trained artefacts are cached."""
+    return Path(root or absolute_path_setting(RUNS_VARIABLE) or Path.home() / ".cache" / "nbcode" / "runs")
 
 
 def settings_hash(settings: dict) -> str:
@@ -48,16 +73,32 @@ def settings_hash(settings: dict) -> str:
 
 
 def _replace_atomically(path: Path, write: Callable[[str], object]) -> None:
-    """Call write(temporary_path) on a fresh temporary file beside `path`, then rename it over `path`."""
+    """Call write(temporary_path) on a fresh temporary file beside `path`, then rename it over `path`.
+    The file gets the permissions of a plain new file (0666 less the umask), so a shared cache
+    stays readable. A write that fails on a full disk raises OSError(ENOSPC) naming `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(handle)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(temporary, 0o666 & ~umask)
         write(temporary)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, Exception) and _disk_full(error, path.parent):
+            raise OSError(errno.ENOSPC, f"no space left on the device writing {path}: free some space "
+                                        f"(or point ${RUNS_VARIABLE} at a larger disk) and run again") from error
         raise
+
+
+def _disk_full(error: Exception, folder: Path) -> bool:
+    """Whether a failed write was a full disk: ENOSPC, or an error without errno (torch.save's
+    C++ stream says only `basic_ios::clear`) while the disk is all but full."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return shutil.disk_usage(folder).free < LOW_DISK_BYTES
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -66,36 +107,97 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path, architecture: str, device: torch.device | str = "cpu",
-                    keys: tuple[str, ...] = ()) -> dict:
-    """Read a checkpoint with weights_only=True and check it was written for `architecture`.
+                    keys: tuple[str, ...] = (), run: str | None = None, step: int | None = None) -> dict:
+    """Read a checkpoint with weights_only=True and check it was written for `architecture`, by
+    the run named `run` at step `step` (when given), and that every tensor in it is finite.
 
     Args:
-        keys: entries the checkpoint must hold (besides "architecture").
+        keys: entries the checkpoint must hold (besides "architecture", "run" and "step").
     Raises:
-        CorruptRunFileError: the file cannot be read or is not a dict with `keys`; names the file.
-        CheckpointMismatchError: the file records another architecture; the message names both.
+        CorruptRunFileError: the file cannot be read, is not a dict with `keys` or holds NaN or
+            infinite values; names the file and what to do.
+        CheckpointMismatchError: the file records another architecture, run or step; the message
+            names both.
     """
-    fix = f"Delete {path} to train this run from its start (or restore the file from a backup)."
+    fix = f"Delete the run folder {path.parent} to train this run again from its start."
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
         raise CorruptRunFileError(f"{path} cannot be read ({type(error).__name__}: {str(error)[:200]}). "
-                                  f"It is truncated or corrupted. {fix}") from error
+                                  f"It is truncated, corrupted or not a plain checkpoint. {fix}") from error
     if not isinstance(state, dict):
         raise CorruptRunFileError(f"{path} holds a {type(state).__name__}, not a checkpoint dict. {fix}")
-    if state.get("architecture") != architecture:
-        raise CheckpointMismatchError(
-            f"{path} holds a checkpoint of {state.get('architecture')!r}, not of {architecture!r}. "
-            f"Delete it, or load it with the model it was trained with.")
-    missing = [key for key in keys if key not in state]
+    missing = [key for key in ("architecture", "run", "step", *keys) if key not in state]
     if missing:
-        raise CorruptRunFileError(f"{path} lacks {', '.join(missing)}: it is not a complete checkpoint. {fix}")
+        raise CorruptRunFileError(f"{path} lacks {', '.join(missing)}: it is not a complete checkpoint (or was "
+                                  f"written by an older nbcode). {fix}")
+    for name, wanted in (("architecture", architecture), ("run", run), ("step", step)):
+        if wanted is not None and state[name] != wanted:
+            raise CheckpointMismatchError(
+                f"{path} holds a checkpoint of {name} {state[name]!r}, not of {wanted!r}: it was copied from "
+                f"another run or time. Restore the right file, or delete {path.parent} to train this run again.")
+    bad = next((key for key, value in _leaves(state) if isinstance(value, torch.Tensor)
+                and value.is_floating_point() and not value.isfinite().all()), None)
+    if bad is not None:
+        raise CorruptRunFileError(f"{path} holds NaN or infinite values (in {bad}). {fix}")
     return state
+
+
+def _leaves(value: object, key: str = "") -> Iterator[tuple[str, object]]:
+    """Every value inside nested dicts, lists and tuples that is none of those, with the path of
+    keys that leads to it (e.g. "g_opt.state.3.exp_avg")."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            yield from _leaves(item, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _leaves(item, f"{key}[{i}]")
+    else:
+        yield key, value
+
+
+def load_derived(path: Path, numpy_arrays: bool = False) -> object:
+    """A cached file derived from other data (FID statistics, converted weights, a floor), read
+    with weights_only=True (and numpy float arrays admitted with `numpy_arrays`): a pickle that
+    would run code, or a truncated file, is refused with its name and what to do.
+
+    Raises:
+        CorruptRunFileError: the file cannot be read that way.
+    """
+    try:
+        with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS if numpy_arrays else []):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        problem = f"holds pickled objects other than tensors and arrays ({str(error).splitlines()[-1][:160]})"
+    except Exception as error:  # RuntimeError, EOFError, ... for a truncated or corrupted file
+        problem = f"cannot be read ({type(error).__name__}: {str(error)[:160]}): it is truncated or corrupted"
+    raise CorruptRunFileError(f"{path} {problem}, so it was not loaded. It is a derived cache: delete it and it "
+                              f"is computed again on next use.")
 
 
 def write_json(path: Path, record: dict) -> None:
     """Write a metrics record as indented JSON, atomically."""
     _replace_atomically(path, lambda temporary: Path(temporary).write_text(json.dumps(record, indent=2)))
+
+
+def record_digest(record: dict) -> str:
+    """A SHA-256 of a record's JSON (sorted keys): the checkpoint stores it, so a record edited,
+    or restored from another time, is told apart from the one written with the weights."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+def check_record(record: dict, path: Path) -> None:
+    """Raise CorruptRunFileError unless every number in `record` is finite and it holds the keys
+    of its kind (RECORD_KEYS) that the book and the loaders read."""
+    missing = [key for key in RECORD_KEYS.get(record.get("kind"), ()) if key not in record]
+    if missing:
+        raise CorruptRunFileError(f"{path} lacks {', '.join(missing)}: it is incomplete or was written by an "
+                                  f"older nbcode. Delete it (and, for a run, its folder) to make it again.")
+    bad = next((key for key, value in _leaves(record) if isinstance(value, float) and not math.isfinite(value)),
+               None)
+    if bad is not None:
+        raise CorruptRunFileError(f"{path} holds a NaN or infinite number (at {bad}): it was damaged or edited. "
+                                  f"Delete it (and, for a run, its folder) to make it again.")
 
 
 def read_record(path: Path) -> dict | None:

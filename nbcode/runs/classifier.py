@@ -19,6 +19,7 @@ ends with exactly the weights of an uninterrupted one.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,6 +33,7 @@ from nbcode.data.datasets import (
     ImageData,
     batch_indices,
     channel_stats,
+    data_source,
     dataset_name,
     ensure_downloaded,
     load_for_profile,
@@ -143,9 +145,10 @@ def train_classifier(recipe_name: str | Recipe, profile: Profile, *, width_facto
     dtype = training_dtype(pick_device())
     name = run_name(recipe, width_factor, full_train, test, profile, seed, dtype)
     folder = runs_root(runs_dir) / "classifier" / name
+    source = data_source(full_train, dataset_name(dataset))
     return train_or_load(folder, lambda record: record.get("step") == profile.classifier_steps and "final" in record,
-                         lambda: _train(recipe, profile, width_factor, full_train, test, seed, dtype, folder,
-                                        progress, stop_after))
+                         lambda: _train(recipe, profile, width_factor, (full_train, test, source), seed, dtype,
+                                        folder, progress, stop_after))
 
 
 def _evaluation_splits(train: tuple[torch.Tensor, torch.Tensor], validation: ImageData, test: ImageData,
@@ -165,14 +168,15 @@ def _evaluation_splits(train: tuple[torch.Tensor, torch.Tensor], validation: Ima
 
 
 def _classifier_record(folder: Path, model: DSResNet, width_factor: int, recipe: Recipe, profile: Profile, seed: int,
-                       dtype: torch.dtype, splits: tuple[ImageData, ImageData, ImageData], scored: dict) -> dict:
-    """The settings part of a classifier run record (the loop adds history and results)."""
-    train, validation, test = splits
+                       dtype: torch.dtype, splits: tuple[ImageData, ImageData, ImageData, dict], scored: dict) -> dict:
+    """The settings part of a classifier run record (the loop adds history and results);
+    `splits` are the training part, validation and test splits, and the `data_source` entry."""
+    train, validation, test, source = splits
     return {"kind": "classifier", "run": folder.name, "architecture": _architecture(model),
             "width_factor": width_factor, "num_classes": len(train.classes),
             "parameters": count_parameters(model), "recipe": asdict(recipe), "profile": profile.name,
             "steps": profile.classifier_steps, "batch": profile.classifier_batch, "seed": seed,
-            "precision": precision_name(dtype), "dataset": train.name,
+            "precision": precision_name(dtype), "dataset": train.name, "data_source": source,
             "data": {"train": train.describe(), "validation": validation.describe(), "test": test.describe()},
             "eval_images": {name: len(labels) for name, (_, labels) in scored.items()},
             "device": str(pick_device()), "commit": git_commit(), "history": []}
@@ -183,9 +187,11 @@ def _architecture(model: DSResNet) -> str:
     return f"DSResNet(widths={model.widths}, classes={model.head.out_features})"
 
 
-def _train(recipe: Recipe, profile: Profile, width_factor: int, full_train: ImageData, test: ImageData, seed: int,
+def _train(recipe: Recipe, profile: Profile, width_factor: int, data: tuple[ImageData, ImageData, dict], seed: int,
            dtype: torch.dtype, folder: Path, progress: bool, stop_after: int | None) -> dict:
-    """The training loop of `train_classifier`, run while holding the run folder's lock."""
+    """The training loop of `train_classifier`, run while holding the run folder's lock.
+    `data`: the full training split, the test split and the record's `data_source` entry."""
+    full_train, test, source = data
     device = pick_device()
     train, validation = split_validation(full_train, seed=seed)
     mean, std = channel_stats(train.images)
@@ -195,24 +201,25 @@ def _train(recipe: Recipe, profile: Profile, width_factor: int, full_train: Imag
     model = DSResNet(num_classes=len(train.classes), width_factor=width_factor).to(device,
                                                                                  memory_format=torch.channels_last)
     optimizer, schedule = make_optimizer(model, recipe, profile.classifier_steps)
-    record = _classifier_record(folder, model, width_factor, recipe, profile, seed, dtype, (train, validation, test),
-                                scored)
+    record = _classifier_record(folder, model, width_factor, recipe, profile, seed, dtype,
+                                (train, validation, test, source), scored)
     run = TrainingRun(folder, _architecture(model), {"model": model, "optimizer": optimizer, "schedule": schedule},
-                      profile.classifier_steps, record, progress_keys=("history",))
+                      profile.classifier_steps, record, progress_keys=("history",), carry={"losses": []})
     run.resume(device)
-    losses = []
     for step in run.steps(stop_after, save_every=profile.eval_every, progress=progress):
         # Mini-batch number `step` and its augmentation: functions of (seed, step) alone.
         index = batch_indices(len(labels), profile.classifier_batch, step, seed).to(device)
         rng = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
-        losses.append(classifier_step(model, optimizer, schedule, images[index], labels[index], mean, std, recipe,
-                                      rng, dtype))
+        run.carry["losses"].append(classifier_step(model, optimizer, schedule, images[index], labels[index], mean,
+                                                   std, recipe, rng, dtype))  # kept over a resume
         if (step + 1) % profile.eval_every == 0 or step + 1 == run.total:
+            loss = torch.stack(run.carry["losses"]).mean().item()
+            _check_finite_loss(loss, step, folder)
             accuracy = scores(model, scored, mean, std, recipe.flip_tta, dtype)
-            record["history"].append({"step": step + 1, "lr": schedule.get_last_lr()[0],
-                                      "train_loss": torch.stack(losses).mean().item(), **accuracy})
-            losses = []
-            run.bar.set_postfix(val=f"{accuracy['validation']:.3f}", loss=f"{record['history'][-1]['train_loss']:.3f}")
+            record["history"].append({"step": step + 1, "lr": schedule.get_last_lr()[0], "train_loss": loss,
+                                      **accuracy})
+            run.carry["losses"] = []
+            run.bar.set_postfix(val=f"{accuracy['validation']:.3f}", loss=f"{loss:.3f}")
     if run.done < run.total:
         return run.finish()
     return run.finish(final=final_accuracy(record["history"]),
@@ -220,11 +227,22 @@ def _train(recipe: Recipe, profile: Profile, width_factor: int, full_train: Imag
                                    "images": {name: len(labels) for name, (_, labels) in full.items()}})
 
 
+def _check_finite_loss(loss: float, step: int, folder: Path) -> None:
+    """Raise a FloatingPointError, saying what to do, when the mean training loss is not finite."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"the training loss became {loss} before step {step + 1}; the last good checkpoint is kept in "
+            f"{folder / CHECKPOINT}. Lower the learning rate of the recipe or change the seed (either makes a "
+            f"new run); delete the folder to start this one over.")
+
+
 def load_trained_classifier(record: dict, runs_dir: str | Path | None = None,
                             device: torch.device | str = "cpu") -> nn.Module:
-    """The trained DS-ResNet of a run record, in eval mode."""
+    """The trained DS-ResNet of a run record, in eval mode (its checkpoint must be of that run
+    and step)."""
     path = runs_root(runs_dir) / "classifier" / record["run"] / CHECKPOINT
-    state = load_checkpoint(path, record["architecture"], device)
+    state = load_checkpoint(path, record["architecture"], device, keys=("model",), run=record["run"],
+                            step=record["step"])
     model = DSResNet(num_classes=record["num_classes"], width_factor=record["width_factor"])
     model.load_state_dict(state["model"])
     return model.to(device).eval()

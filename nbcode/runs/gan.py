@@ -29,6 +29,7 @@ from nbcode.data.datasets import (
     DataMissingError,
     ImageData,
     batch_indices,
+    data_source,
     dataset_name,
     ensure_downloaded,
     load_for_profile,
@@ -63,8 +64,9 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
     """
     keep_freed_memory()  # large freed blocks reused instead of page-faulted (nbcode.runs.allocator)
     train, folder, dtype = _data_and_folder(settings, profile, dataset, seed, runs_dir)
+    source = data_source(train, dataset_name(dataset))
     return train_or_load(folder, _finished(profile),
-                         lambda: _train(settings, profile, train, seed, dtype, folder, progress, stop_after))
+                         lambda: _train(settings, profile, (train, source), seed, dtype, folder, progress, stop_after))
 
 
 def is_trained(settings: GANSettings, profile: Profile, *, dataset: str | None = None, seed: int = 0,
@@ -97,14 +99,16 @@ def real_batch(images: torch.Tensor, batch: int, step: int, seed: int, rng: torc
     return real.contiguous(memory_format=torch.channels_last), index
 
 
-def _gan_record(folder: Path, settings: GANSettings, profile: Profile, train: ImageData, seed: int, dtype: torch.dtype,
-                parameters: dict[str, int], grid_labels: torch.Tensor | None) -> dict:
-    """The settings part of a GAN run record (the loop fills its log)."""
+def _gan_record(folder: Path, settings: GANSettings, profile: Profile, data: tuple[ImageData, dict], seed: int,
+                dtype: torch.dtype, parameters: dict[str, int], grid_labels: torch.Tensor | None) -> dict:
+    """The settings part of a GAN run record (the loop fills its log); `data`: the training split
+    and the record's `data_source` entry."""
+    train, source = data
     return {"kind": "gan", "run": folder.name, "architecture": _architecture(settings, train),
             "settings": asdict(settings), "parameters": parameters, "profile": profile.name,
             "iterations": profile.gan_iterations, "batch": profile.gan_batch, "seed": seed,
             "precision": precision_name(dtype), "dataset": train.name, "data": train.describe(),
-            "classes": train.classes, "device": str(pick_device()), "commit": git_commit(),
+            "data_source": source, "classes": train.classes, "device": str(pick_device()), "commit": git_commit(),
             "grid_labels": None if grid_labels is None else grid_labels.tolist(),
             "log": {key: [] for key in LOG_KEYS}}
 
@@ -124,9 +128,11 @@ def _check_finite(stats: dict, step: int, folder: Path) -> None:
             f"Delete the folder to start this one over.")
 
 
-def _train(settings: GANSettings, profile: Profile, train: ImageData, seed: int, dtype: torch.dtype, folder: Path,
-           progress: bool, stop_after: int | None) -> dict:
-    """The training loop of `train_gan`, run while holding the run folder's lock."""
+def _train(settings: GANSettings, profile: Profile, data: tuple[ImageData, dict], seed: int, dtype: torch.dtype,
+           folder: Path, progress: bool, stop_after: int | None) -> dict:
+    """The training loop of `train_gan`, run while holding the run folder's lock; `data`: the
+    training split and the record's `data_source` entry."""
+    train = data[0]
     device = pick_device()
     num_classes = len(train.classes) if settings.conditional else 0
     images, labels = train.images.to(device), train.labels.to(device)
@@ -134,7 +140,7 @@ def _train(settings: GANSettings, profile: Profile, train: ImageData, seed: int,
     g, d, g_opt, d_opt = build_gan(num_classes, settings.lr, device)
     g_ema = copy.deepcopy(g).eval()  # the average starts as the generator itself
     grid_z, grid_y = _grid_inputs(num_classes, g.latent, device)
-    record = _gan_record(folder, settings, profile, train, seed, dtype,
+    record = _gan_record(folder, settings, profile, data, seed, dtype,
                          {"generator": count_parameters(g), "discriminator": count_parameters(d)}, grid_y)
     run = TrainingRun(folder, record["architecture"], {"g": g, "d": d, "g_ema": g_ema, "g_opt": g_opt, "d_opt": d_opt},
                       profile.gan_iterations, record, progress_keys=("log",))
@@ -150,10 +156,29 @@ def _train(settings: GANSettings, profile: Profile, train: ImageData, seed: int,
         for key, value in stats.items():
             record["log"][key].append(value)
         if (step + 1) % every == 0 or step + 1 == run.total:
-            with torch.no_grad():
-                save_image(g_ema(grid_z, grid_y).add(1).div(2), folder / f"samples_{step + 1:06d}.png",
-                           nrow=GRID_PER_CLASS)
+            save_grid(g_ema, grid_z, grid_y, folder / grid_name(step + 1))
     return run.finish()
+
+
+def grid_name(step: int) -> str:
+    """The file name of the sample grid drawn after `step` iterations."""
+    return f"samples_{step:06d}.png"
+
+
+@torch.no_grad()
+def save_grid(g: Generator, grid_z: torch.Tensor, grid_y: torch.Tensor | None, path: Path) -> None:
+    """Draw the fixed-noise sample grid of `g` (one class per row) and save it as a PNG."""
+    save_image(g(grid_z, grid_y).add(1).div(2), path, nrow=GRID_PER_CLASS)
+
+
+def final_grid(record: dict, runs_dir: str | Path | None = None) -> Path:
+    """The sample grid of a finished GAN run at its last iteration; drawn again from the
+    checkpoint's averaged generator when the file is missing (never an earlier grid)."""
+    path = runs_root(runs_dir) / "gan" / record["run"] / grid_name(record["step"])
+    if not path.exists():
+        g = load_trained_generator(record, runs_dir)
+        save_grid(g, *_grid_inputs(g.num_classes, g.latent, torch.device("cpu")), path)
+    return path
 
 
 def _grid_inputs(num_classes: int, latent: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -208,9 +233,10 @@ def run_summary(record: dict) -> str:
 
 def load_trained_generator(record: dict, runs_dir: str | Path | None = None, device: torch.device | str = "cpu",
                            ema: bool = True) -> Generator:
-    """The trained generator of a GAN run record (the EMA copy by default), in eval mode."""
+    """The trained generator of a GAN run record (the EMA copy by default), in eval mode (its
+    checkpoint must be of that run and step)."""
     state = load_checkpoint(runs_root(runs_dir) / "gan" / record["run"] / CHECKPOINT, record["architecture"],
-                            device)
+                            device, keys=("g", "g_ema"), run=record["run"], step=record["step"])
     g = Generator(len(record["classes"]) if record["settings"]["conditional"] else 0)
     g.load_state_dict(state["g_ema" if ema else "g"])
     return g.to(device).eval()

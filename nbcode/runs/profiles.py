@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import torch
 
@@ -107,6 +108,25 @@ def comparison_budget(profile: Profile) -> Profile:
     every `comparison_eval_every` steps: the budget of notebook 02's comparisons."""
     return replace(profile, classifier_steps=profile.comparison_steps,
                    eval_every=profile.comparison_eval_every)
+
+
+def absolute_path_setting(variable: str) -> Path | None:
+    """The folder named by the environment variable `variable`, or None when it is unset.
+
+    Raises:
+        ValueError: the value is a relative path. It would name one folder for a command line run
+            from the repository and another for the notebook kernels (which run in notebooks/), so
+            a run trained headless would silently be trained again.
+    """
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        raise ValueError(f"${variable} is the relative path {value!r}: it would mean another folder for the "
+                         f"notebooks (run in notebooks/) than for a command line. Set it to an absolute path, "
+                         f"e.g. {variable}=\"$PWD/{value}\" ({Path(value).resolve()} from here).")
+    return path
 
 
 def pick_device() -> torch.device:

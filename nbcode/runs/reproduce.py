@@ -31,9 +31,9 @@ import torch
 from nbcode.data.datasets import DataMissingError, dataset_name, ensure_downloaded
 from nbcode.gan_recipe import GANSettings
 from nbcode.metrics.evaluation import evaluate_gan
-from nbcode.runs.cache import git_commit, runs_root, write_json
+from nbcode.runs.cache import git_commit, write_json
 from nbcode.runs.classifier import train_classifier
-from nbcode.runs.gan import train_gan
+from nbcode.runs.gan import final_grid, train_gan
 from nbcode.runs.profiles import PROFILES, Profile, get_profile, pick_device
 
 CLASSIFIER_RUNS = {"classifier paper x1": ("paper", 1), "classifier improved x1": ("improved", 1),
@@ -103,30 +103,39 @@ def binned(log: dict[str, list], points: int = LOG_POINTS) -> tuple[dict[str, li
 def export(stages: list[Stage], profile: Profile, destination: str | Path,
            runs_dir: str | Path | None = None) -> Path:
     """Copy the stages' records and final sample grids to destination/<profile>-<dataset>-<device>/
-    with a manifest naming the device, dataset, commit and wall times. Returns that folder."""
+    with a manifest naming the device, dataset, commit and wall times. Returns that folder.
+
+    The export is written into a hidden folder beside it and swapped in only once complete, so a
+    kill or a full disk mid-export leaves the previous export as it was."""
     first = stages[0].record
     device = device_name(pick_device())
     folder = Path(destination) / f"{profile.name}-{first['dataset']}-{device.split(' (')[0].replace(' ', '-')}"
+    partial, previous = folder.with_name(f".{folder.name}.partial"), folder.with_name(f".{folder.name}.previous")
+    for leftover in (partial, previous):
+        shutil.rmtree(leftover, ignore_errors=True)
+    records = [_export_stage(stage, partial, runs_dir) for stage in stages]
+    write_json(partial / "manifest.json", {"profile": profile.name, "dataset": first["dataset"],
+                                           "data": first["data"], "device": device, "commit": git_commit(),
+                                           "exported": time.strftime("%Y-%m-%d"), "stages": records})
     if folder.exists():
-        shutil.rmtree(folder)
-    records = []
-    for stage in stages:
-        record = dict(stage.record)
-        if record["kind"] == "gan":
-            record["log"], record["log_bin"] = binned(record["log"])
-            grids = sorted((runs_root(runs_dir) / "gan" / record["run"]).glob("samples_*.png"))
-            if grids:
-                (folder / "grids").mkdir(parents=True, exist_ok=True)
-                shutil.copy(grids[-1], folder / "grids" / f"{record['run']}.png")
-        name = f"evaluation-{record['run']}" if record["kind"] == "evaluation" else record["run"]
-        write_json(folder / "records" / f"{name}.json", record)
-        records.append({"stage": stage.name, "run": record["run"], "kind": record["kind"],
-                        "seconds_this_call": round(stage.seconds, 1),
-                        "train_seconds": record.get("train_seconds")})
-    write_json(folder / "manifest.json", {"profile": profile.name, "dataset": first["dataset"],
-                                          "data": first["data"], "device": device, "commit": git_commit(),
-                                          "exported": time.strftime("%Y-%m-%d"), "stages": records})
+        folder.rename(previous)
+    partial.rename(folder)
+    shutil.rmtree(previous, ignore_errors=True)
     return folder
+
+
+def _export_stage(stage: Stage, folder: Path, runs_dir: str | Path | None) -> dict:
+    """Write one stage's record (a GAN's log binned, with its final sample grid) into `folder`;
+    return its line of the manifest."""
+    record = dict(stage.record)
+    if record["kind"] == "gan":
+        record["log"], record["log_bin"] = binned(record["log"])
+        (folder / "grids").mkdir(parents=True, exist_ok=True)
+        shutil.copy(final_grid(stage.record, runs_dir), folder / "grids" / f"{record['run']}.png")
+    name = f"evaluation-{record['run']}" if record["kind"] == "evaluation" else record["run"]
+    write_json(folder / "records" / f"{name}.json", record)
+    return {"stage": stage.name, "run": record["run"], "kind": record["kind"],
+            "seconds_this_call": round(stage.seconds, 1), "train_seconds": record.get("train_seconds")}
 
 
 def main() -> None:
