@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from torchvision.io import read_image
 
 import nbcode.book.build
 import nbcode.runs.reproduce
@@ -101,3 +102,44 @@ def test_the_command_line_documents_itself():
     result = subprocess.run([sys.executable, "-m", "nbcode.runs.reproduce", "--help"], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "--export" in result.stdout and "--profile" in result.stdout
+
+
+def test_an_export_killed_midway_leaves_the_previous_one_whole(reproduced, tmp_path, monkeypatch):
+    runs, stages = reproduced
+    folder = export(stages, SMOKE, tmp_path / "results", runs)
+    before = {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    written = []
+
+    def killed_after_four(path, record):
+        if len(written) == 4:
+            raise KeyboardInterrupt  # a kill, or a full disk, in the middle of the export
+        written.append(path)
+        real_write_json(path, record)
+
+    real_write_json = nbcode.runs.reproduce.write_json
+    monkeypatch.setattr(nbcode.runs.reproduce, "write_json", killed_after_four)
+    with pytest.raises(KeyboardInterrupt):
+        export(stages, SMOKE, tmp_path / "results", runs)
+    after = {path.relative_to(folder): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+    assert after == before and written
+    monkeypatch.setattr(nbcode.runs.reproduce, "write_json", real_write_json)
+    assert export(stages, SMOKE, tmp_path / "results", runs) == folder  # the next export cleans up
+    assert [path.name for path in (tmp_path / "results").iterdir()] == [folder.name]
+
+
+def test_the_book_refuses_an_export_without_its_manifest(tmp_path, monkeypatch):
+    (tmp_path / "results" / "paper-cifar10-cpu" / "records").mkdir(parents=True)
+    monkeypatch.setattr(nbcode.book.build, "RESULTS", tmp_path / "results")
+    with pytest.raises(FileNotFoundError, match="paper-cifar10-cpu has no manifest.json"):
+        nbcode.book.build.load_committed()
+
+
+def test_a_deleted_final_grid_is_drawn_again_never_replaced_by_an_earlier_one(reproduced, tmp_path):
+    runs, stages = reproduced
+    gan = next(stage.record for stage in stages if stage.record["kind"] == "gan")
+    final = runs / "gan" / gan["run"] / f"samples_{gan['step']:06d}.png"
+    original = read_image(str(final)).int()
+    final.unlink()
+    folder = export(stages, SMOKE, tmp_path / "results", runs)
+    drawn = read_image(str(folder / "grids" / f"{gan['run']}.png")).int()
+    assert (drawn - original).abs().max() <= 1  # the same generator (float rounding of another memory layout)
