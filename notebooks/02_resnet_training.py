@@ -132,8 +132,9 @@ runs = {"paper recipe": train_classifier("paper", comparison),
         "improved recipe": train_classifier("improved", comparison),
         "improved recipe, 2x width": train_classifier("improved", comparison, width_factor=2)}
 full_budget = train_classifier("improved", profile)
-print(full_budget["data"])
-print("images scored per evaluation:", full_budget["eval_images"])
+print("\n".join(full_budget["data"].values()))
+print("images scored per evaluation: "
+      + ", ".join(f"{n:,} {split}" for split, n in full_budget["eval_images"].items()))
 
 # %% [markdown]
 # ## Accuracy through training (the paper's Figure 1)
@@ -268,3 +269,27 @@ for name, record in curves.items():
     accuracy = 100 * record["final"]["validation"]["mean"]
     print(f"{name}: {record['parameters']:,} parameters, validation {accuracy:.1f}%, "
           f"{record['train_seconds'] / 60:.1f} min")
+
+# %% [markdown]
+# ### Solutions
+#
+# Worked answers, computed at this profile from the cells above. They are folded away: try the
+# exercises first, then click to show.
+
+# %% tags=["hide-cell"]
+def validation(record: dict) -> float:
+    """Validation accuracy in points, mean over the last evaluations."""
+    return 100 * record["final"]["validation"]["mean"]
+
+
+seed_gap = validation(other_seed) - validation(improved)
+recipe_gap = validation(improved) - validation(runs["paper recipe"])
+print(f"1. Changing only the seed moves the improved recipe by {seed_gap:+.1f} points; the recipe gap "
+      f"is {recipe_gap:+.1f} points, {abs(recipe_gap) / max(abs(seed_gap), 1e-9):.1f} times as large. "
+      f"One pair of seeds is a single draw of the seed term: more seeds per arm measure it.")
+per_parameter = {name: validation(r) / r["parameters"] * 1e5 for name, r in curves.items()}
+per_minute = {name: validation(r) / (r["train_seconds"] / 60) for name, r in curves.items()}
+print(f"2. Points per 100k parameters: highest for {max(per_parameter, key=per_parameter.get)}; points "
+      f"per minute of training: highest for {max(per_minute, key=per_minute.get)}. To settle width "
+      f"against steps, train the 1x model for as many minutes as the 2x run took "
+      f"({runs['improved recipe, 2x width']['train_seconds'] / 60:.1f} min) and compare the two.")

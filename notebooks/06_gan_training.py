@@ -35,6 +35,7 @@ import torch
 
 from nbcode.book.display import print_warnings_as_notes, show_source
 from nbcode.book.plots import image_grid, moving_average, smoothing_window
+from nbcode.data.datasets import load_run_split
 from nbcode.gan_recipe import (
     GANSettings,
     build_gan,
@@ -237,3 +238,37 @@ with torch.no_grad():
 image_grid(torch.cat(pair).add(1).div(2), ncols=16,
            title="Exercise 2: averaged generator (top), raw (bottom)")
 plt.show()
+
+# %% [markdown]
+# ### Solutions
+#
+# Worked answers, computed at this profile from the cells above. They are folded away: try the
+# exercises first, then click to show.
+
+# %% tags=["hide-cell"]
+def second_half(record: dict, key: str) -> float:
+    """The mean of a logged quantity over the second half of a run."""
+    values = record["log"][key][len(record["log"][key]) // 2:]
+    return sum(values) / len(values)
+
+
+for seed in (0, 1):
+    twins = {loss: train_gan(GANSettings(loss=loss), exercise, seed=seed) for loss in ("aw", "hinge")}
+    gaps = {key: second_half(twins["aw"], key) - second_half(twins["hinge"], key)
+            for key in ("d_loss", "real_score", "fake_score")}
+    print(f"1. Seed {seed}, {exercise_iterations} iterations, aw - hinge over the second half: "
+          + ", ".join(f"{key} {gap:+.3f}" for key, gap in gaps.items()))
+
+
+def texture(images: torch.Tensor) -> float:
+    """Mean absolute difference of horizontally neighbouring pixels, images in [0, 1]."""
+    return (images[..., 1:] - images[..., :-1]).abs().mean().item()
+
+
+real = load_run_split(record["data_source"], profile, "train").images[:16].float() / 255
+averaged, raw = (images.add(1).div(2) for images in pair)  # the grids drawn above
+print(f"2. Neighbouring-pixel difference (high-frequency texture such as checkerboards): real images "
+      f"{texture(real):.3f}, averaged generator {texture(averaged):.3f}, raw {texture(raw):.3f}: the "
+      f"{'averaged' if abs(texture(averaged) - texture(real)) < abs(texture(raw) - texture(real)) else 'raw'} "
+      f"one is closer to the real texture. A GAN's weights circle around an equilibrium instead of "
+      f"settling, and the average sits nearer its middle; a classifier's weights settle by themselves.")

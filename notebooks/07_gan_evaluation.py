@@ -29,7 +29,7 @@ from nbcode.book.verdicts import copying_verdict, gan_verdict, recognisability_v
 from nbcode.data.datasets import load_run_split
 from nbcode.gan import LATENT, to_uint8
 from nbcode.gan_recipe import GANSettings
-from nbcode.metrics.evaluation import evaluate_gan
+from nbcode.metrics.evaluation import evaluate_gan, save_recognisability
 from nbcode.metrics.fid import real_floor, sample_images
 from nbcode.metrics.nearest import lpips_to_nearest, nearest_images, real_lpips
 from nbcode.metrics.recognisability import per_class_accuracy, samples_per_class
@@ -159,6 +159,7 @@ ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
 print(recognisable)
+save_recognisability(records["conditional"], generated, real_accuracy, len(labels))  # for the report card
 
 # %% [markdown]
 # ## FID and KID against the test split
@@ -280,3 +281,22 @@ pairs = lpips_to_nearest(shown, train.images)
 image_grid(torch.cat([shown, train.images[pairs.nearest]]), ncols=8,
            title="Exercise 2: samples (top) and their nearest training images (bottom)")
 plt.show()
+
+# %% [markdown]
+# ### Solutions
+#
+# Worked answers, computed at this profile from the cells above. They are folded away: try the
+# exercises first, then click to show.
+
+# %% tags=["hide-cell"]
+half_n, full_n = profile.fid_samples // 2, profile.fid_samples
+floors = {n: real_floor(train, test.subset(n))["fid"] for n in (half_n, full_n)}
+print(f"1. The real-vs-real FID falls from {floors[half_n]:.2f} at n = {half_n} to {floors[full_n]:.2f} at "
+      f"n = {full_n}, a ratio of {floors[half_n] / floors[full_n]:.2f}; a bias proportional to 1/n would "
+      f"give 2.00. Since FID's bias depends on n, two FIDs at different n differ even for the same model.")
+real_mean = scores["conditional"]["lpips_real_mean"]
+closer = int((pairs.distances < real_mean).sum())
+print(f"2. {closer} of the 8 samples are closer (LPIPS) to their nearest training image than real test "
+      f"images are on average ({real_mean:.3f}); the closest pair is at {pairs.distances.min():.3f}, "
+      f"the farthest at {pairs.distances.max():.3f}. Pairs near the real images' distance are neighbours, "
+      f"not copies.")

@@ -3,6 +3,7 @@
 The page-reading test needs a Chromium (the `chromium` fixture of conftest.py: skipped without one,
 except under CI, where .ci/run installs Debian's)."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import jupytext
 import pytest
 from playwright.sync_api import sync_playwright
 
@@ -28,6 +30,8 @@ PAGE_CHECK = """() => {
     math: math.length,
     rendered: rendered.length,
     errors: document.querySelectorAll('main .output.error, main .output.traceback, main .stderr .ansi-red-fg').length,
+    sideways: [...document.querySelectorAll('main div.highlight pre, main div.cell_output pre')]
+      .filter(p => p.scrollWidth > p.clientWidth + 1).map(p => p.innerText.slice(0, 80)),
     text: document.querySelector('main') ? document.querySelector('main').innerText : '',
   };
 }"""
@@ -56,6 +60,7 @@ def test_every_page_loads_with_images_math_and_no_errors(html, chromium):
             found = page.evaluate(PAGE_CHECK)
             assert found["broken"] == [], f"{path.name}: images that did not load: {found['broken']}"
             assert found["errors"] == 0, f"{path.name}: shows error output"
+            assert found["sideways"] == [], f"{path.name}: code that scrolls sideways at 1280 px: {found['sideways']}"
             assert "Traceback (most recent call last)" not in found["text"], f"{path.name}: shows a traceback"
             if found["math"]:
                 assert found["rendered"] > 0, f"{path.name}: math was not rendered"
@@ -72,12 +77,14 @@ def test_every_page_loads_with_images_math_and_no_errors(html, chromium):
 
 def test_landing_page_sets_the_papers_claims_beside_ours(html):
     intro = (BOOK / "intro.md").read_text()
-    assert "| result | ours | paper | dataset | profile | budget | commit |" in intro
-    assert "57.7 ± 2.3%" in intro and "FID 38.27" in intro and "LPIPS 0.23 (settings not stated)" in intro
-    assert "| smoke |" in intro
+    assert "| the paper's claim | paper | ours | measured at | status |" in intro
+    claims = [line for line in intro.splitlines() if line.startswith("| ") and "claim" not in line]
+    assert len(claims) == 10  # parameters (3), accuracies (2), FIDs (2), LPIPS, qualitative (2): one per claim
+    assert "| 57.7% ± 2.3% |" in intro and "| 38.27 |" in intro and "| 0.23 (settings not stated) |" in intro
+    assert "| 94,372 | 94,372 |" in intro and "smoke profile" in intro and "not comparable yet" in intro
     results = (html / "results.html").read_text()
-    assert "test accuracy" in results and "FID" in results
-    assert "LPIPS to the nearest training image" in results and "training images by pixel L2" in results
+    assert "Test accuracy at each evaluation" in results and "FID (real vs real)" in results
+    assert "LPIPS to nearest (real)" in results and "{'" not in results
 
 
 def test_a_failing_notebook_fails_the_build_and_names_it(tmp_path, monkeypatch):
@@ -107,6 +114,37 @@ def test_no_chapter_shows_a_warning_or_a_path_of_this_machine(html):
                 text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
                 leaked = [path for path in machine_paths if path in text]
                 assert not leaked, f"{notebook.name}: output shows {leaked}: {text[:300]}"
+
+
+REPR = re.compile(r"\{'[^']+': |\{\"[^\"]+\": |^\[\{|<[\w.]+ object at 0x|^[A-Z]\w+\(\w+=")
+
+
+def test_no_chapter_shows_a_dict_or_object_repr(html):
+    """Outputs are sentences, tables and plots: never a raw dict, a dataclass repr or an object address."""
+    import nbformat
+    found = []
+    for notebook in sorted((BOOK / "_generated").glob("*.ipynb")):
+        for cell in nbformat.read(notebook, as_version=4).cells:
+            for output in cell.get("outputs", []):
+                text = output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
+                found += [f"{notebook.name}: {line[:120]}" for line in text.splitlines() if REPR.search(line)]
+    assert not found, "\n".join(found)
+
+
+def test_every_exercise_has_a_worked_solution_folded_away(html):
+    """Each chapter's exercises are followed by a solution cell tagged hide-cell, which the book
+    renders closed (a <details> toggle) and nbval executes like every other cell."""
+    for source in sorted((BOOK.parent / "notebooks").glob("[0-9][0-9]_*.py")):
+        notebook = jupytext.read(source)
+        headings = [i for i, cell in enumerate(notebook.cells) if cell.source.startswith("### Solutions")]
+        assert len(headings) == 1, f"{source.name}: no Solutions section"
+        solution = notebook.cells[headings[0] + 1]
+        assert solution.cell_type == "code" and "hide-cell" in solution.metadata.get("tags", []), source.name
+        page = (html / "_generated" / f"{source.stem}.html").read_text()
+        folded = page[page.index('id="solutions"'):]
+        assert re.search(r'<div class="cell tag_hide-cell[^"]*">\s*<details class="hide above-input">', folded), \
+            f"{source.stem}.html: the solution is not folded away"
+        assert "<details" in folded and " open" not in folded.split("<details", 1)[1].split(">", 1)[0]
 
 
 def test_notebook_code_fits_the_books_width():

@@ -32,7 +32,8 @@ def test_device_and_description():
     device = pick_device()
     assert device.type in ("cuda", "mps", "cpu")
     text = describe(get_profile("smoke"), torch.device("cpu"))
-    assert "profile: smoke" in text and "device: cpu" in text and "classifier_steps" in text
+    assert "\n" not in text and text.startswith("profile smoke (set NBCODE_PROFILE to change) on cpu")
+    assert "ResNet 30 x 64 steps" in text and "GAN 20 x 32 iterations" in text and "32 vs 32 images" in text
 
 
 def test_the_comparison_budget_keeps_the_batch():

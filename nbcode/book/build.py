@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,8 +32,9 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
+from nbcode.book.report import accuracy_figure, classifier_table, fid_figure, gan_table, report_card
 from nbcode.data.datasets import TORCHVISION_CLASSES, DataMissingError, data_root, dataset_name, ensure_downloaded
-from nbcode.runs.cache import check_record, read_record, runs_root
+from nbcode.runs.cache import CorruptRunFileError, check_record, read_record, runs_root
 from nbcode.runs.profiles import PROFILE_VARIABLE, PROFILES, get_profile
 from nbcode.runs.scaffold import RECORD, finished_record
 
@@ -42,9 +44,6 @@ BOOK = ROOT / "book"
 GENERATED = BOOK / "_generated"
 RESULTS = ROOT / "results"  # committed records of full-budget runs (python -m nbcode.runs.reproduce --export results)
 SETTINGS = ("NBCODE_DATASET", "NBCODE_DATA", "NBCODE_UNVERIFIED", "NBCODE_RUNS", "NBCODE_PRECISION")
-PAPER = {"classifier x1": "57.7 ± 2.3% test (94,372 params)", "classifier x2": "65% test (334,052 params)",
-         "gan conditional": "FID 38.27", "gan unconditional": "FID 32.00",
-         "gan conditional lpips": "LPIPS 0.23 (settings not stated)"}
 
 
 class NotebookFailed(RuntimeError):
@@ -203,12 +202,19 @@ def load_records(profile: str) -> list[dict]:
     return [record for record in runs + evaluations if record is not None and record.get("profile") == profile]
 
 
-def _checked(path: Path) -> dict | None:
-    """The record at `path` (None when unreadable, with a warning); CorruptRunFileError when it
-    holds NaN or lacks what the pages read."""
+def _checked(path: Path, strict: bool = False) -> dict | None:
+    """The record at `path` after `check_record`; None when it cannot be read or (unless `strict`)
+    fails its checks, with a warning naming it. Strict, for committed exports: CorruptRunFileError."""
     record = read_record(path)
-    if record is not None:
+    if record is None:
+        return None
+    try:
         check_record(record, path)
+    except CorruptRunFileError as error:
+        if strict:
+            raise
+        warnings.warn(f"{error} Left off the pages.", stacklevel=2)
+        return None
     return record
 
 
@@ -220,84 +226,38 @@ def load_committed() -> list[tuple[dict, list[dict]]]:
         if not (folder / "manifest.json").exists():
             raise FileNotFoundError(f"{folder} has no manifest.json: it is not a complete export. Export it again "
                                     f"(python -m nbcode.runs.reproduce ... --export {RESULTS.name}) or remove it.")
-        records = [_checked(path) for path in sorted((folder / "records").glob("*.json"))]
+        records = [_checked(path, strict=True) for path in sorted((folder / "records").glob("*.json"))]
         committed.append((json.loads((folder / "manifest.json").read_text()), [r for r in records if r is not None]))
     return committed
 
 
-def committed_section(committed: list[tuple[dict, list[dict]]], with_paper: bool) -> str:
-    """Markdown: one table per folder of `load_committed()`, labelled with profile, data and device."""
-    parts = []
-    for manifest, records in committed:
-        label = (f"{manifest['profile']} profile, {manifest['dataset']} ({manifest['data']['test']}), "
-                 f"{manifest['device']}, commit {manifest['commit']}, exported {manifest['exported']}")
-        seconds = ", ".join(f"{stage['stage']} {stage['train_seconds']:.0f} s" for stage in manifest["stages"]
-                            if stage.get("train_seconds"))
-        parts.append(f"### {label}\n\nNot run by this build: records committed under "
-                     f"`results/`, made by `python -m nbcode.runs.reproduce`. The paper's figures are on CIFAR-100; "
-                     f"these are on {manifest['dataset']}.{f' Training wall times: {seconds}.' if seconds else ''}"
-                     f"\n\n{table(result_rows(records), with_paper)}\n")
-    return "\n".join(parts)
+def committed_label(manifest: dict) -> str:
+    """How a committed export is named on the pages: profile, dataset, device, commit, date."""
+    return (f"results/ export: {manifest['profile']} profile, {manifest['dataset']}, {manifest['device']}, "
+            f"commit {manifest['commit']}, exported {manifest['exported']}")
 
 
-def budget(record: dict) -> str:
-    if record["kind"] == "classifier":
-        return (f"{record['steps']:,} steps × {record['batch']}, {record.get('precision', 'fp32')}, "
-                f"seed {record['seed']}")
-    if record["kind"] == "gan":
-        return f"{record['iterations']:,} iterations × {record['batch']}"
-    return (f"{record['iterations']:,} iterations; {record['n_generated']:,} generated vs "
-            f"{record['n_reference']:,} test images")
+def figure_markdown(figure, name: str, caption: str) -> str:
+    """Save a matplotlib figure under book/_generated/report/ and return the markdown showing it."""
+    path = GENERATED / "report" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return f"![{caption}]({path.relative_to(BOOK).as_posix()})\n\n{caption}\n"
 
 
-def result_rows(records: list[dict]) -> list[dict]:
-    """One row per result: what, value, dataset, profile, budget, commit."""
-    rows = []
-    for r in records:
-        if r["kind"] == "classifier" and "final" in r:
-            test = r["final"]["test"]
-            full = (f"{100 * r['full_splits']['test']:.1f}% on all {r['full_splits']['images']['test']:,} test "
-                    f"images; " if "full_splits" in r else "")
-            ablated = r["recipe"]["name"] not in ("paper", "improved")  # the paper reports no ablation
-            rows.append({"what": f"DS-ResNet x{r['width_factor']}, {r['recipe']['name']} recipe, test accuracy",
-                         "key": f"classifier x{r['width_factor']}" + (" ablation" if ablated else ""),
-                         "recipe": r["recipe"]["name"],
-                         "value": f"{full}{100 * test['mean']:.1f} ± {100 * test['std']:.1f}% over the last "
-                                  f"{test['evals']} evaluations ({r['parameters']:,} params)",
-                         "record": r})
-        elif r["kind"] == "evaluation":
-            kind = "conditional" if r["conditional"] else "unconditional"
-            key = f"gan {kind}" if r["loss"] == "aw" else f"gan {kind} {r['loss']}"  # the paper's runs are aw
-            rows.append({"what": f"GAN ({kind}, {r['loss']}) FID / KID×1000", "key": key, "recipe": r["loss"],
-                         "value": f"FID {r['fid']:.2f} / KID {1000 * r['kid_mean']:.2f}" + (
-                             f" (real vs real: {r['fid_floor']:.2f} / {1000 * r['kid_floor']:.2f})"
-                             if "fid_floor" in r else ""), "record": r})
-            if "lpips_mean" in r:
-                rows.append({"what": f"GAN ({kind}, {r['loss']}) LPIPS to the nearest training image",
-                             "key": f"{key} lpips", "recipe": r["loss"], "record": r,
-                             "value": (f"{r['lpips_mean']:.3f} (real test images: {r['lpips_real_mean']:.3f})"),
-                             "budget": (f"{r['lpips_n']:,} samples, nearest of {r['lpips_pool']:,} training "
-                                        f"images by {r['lpips_neighbour']}, AlexNet v0.1 ({r['lpips_weights']})")})
-    return rows
-
-
-def table(rows: list[dict], with_paper: bool) -> str:
-    """A markdown table of result rows; with_paper adds the paper's figure for the same result."""
-    columns = ["result", "ours"] + (["paper"] if with_paper else []) + ["dataset", "profile", "budget", "commit"]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        r = row["record"]
-        paper = [PAPER.get(row["key"], "—")] if with_paper else []
-        cells = [row["what"], row["value"], *paper, r["dataset"], r["profile"], row.get("budget", budget(r)),
-                 r.get("commit", "unknown")]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def data_text(record: dict) -> str:
-    """A record's data description as plain text (classifier records hold one line per split)."""
-    data = record.get("data", record["dataset"])
-    return "; ".join(data.values()) if isinstance(data, dict) else str(data)
+def results_section(label: str, records: list[dict], name: str) -> str:
+    """Markdown for one source of records: the classifier runs (plot, table), then the GANs."""
+    parts = [f"## {label}\n"]
+    if any(r["kind"] == "classifier" and "final" in r for r in records):
+        parts += [figure_markdown(accuracy_figure(records, label), f"{name}-accuracy",
+                                  "Test accuracy at each evaluation of every finished classifier run."),
+                  classifier_table(records) + "\n"]
+    if any(r["kind"] == "evaluation" for r in records):
+        parts += [figure_markdown(fid_figure(records, label), f"{name}-fid",
+                                  "FID and KID of each GAN beside real training images scored against the "
+                                  "same test images (the floor at that sample count)."),
+                  gan_table(records) + "\n"]
+    return "\n".join(parts) if len(parts) > 1 else f"{parts[0]}\n_No finished runs._\n"
 
 
 def committed_grids() -> str:
@@ -313,30 +273,25 @@ def committed_grids() -> str:
 
 
 def write_pages(profile: str) -> None:
-    """The landing page and the results page: the run records of `profile` found under the runs
-    root (the reader's own runs), then the committed records of results/, each labelled."""
-    rows = result_rows(load_records(profile))
-    empty = "_No finished runs at this profile were found under the runs root._"
-    results = load_committed()
-    committed_tables, committed_both = committed_section(results, True), committed_section(results, False)
-    committed = (f"\n## Committed full-budget records\n\n{committed_tables}" if committed_tables else "")
-    intro = (BOOK / "intro_header.md").read_text()
+    """The landing page (the paper's report card, then the chapters' times) and the results page
+    (tables and plots of every run), from the records of `profile` under the runs root (this
+    build) and the committed exports of results/, each labelled."""
+    local = load_records(profile)
+    sources = [(f"this build ({profile} profile, this machine)", local)]
+    sources += [(committed_label(manifest), records) for manifest, records in load_committed()]
+    empty = "" if local else "\n_No finished runs at this profile were found under the runs root._\n"
     (BOOK / "intro.md").write_text(
-        f"{intro}\n## The paper's claims beside ours\n\nBuilt at profile **{profile}** from the runs found "
-        f"on this machine. Only the `paper` profile on CIFAR-100 is comparable with the paper; every cell "
-        f"names its dataset and budget.\n\n{table(rows, with_paper=True) if rows else empty}\n{committed}"
-        f"{chapter_times()}")
-    details = []
-    for row in rows:
-        r = row["record"]
-        details.append(f"- **{row['what']}**: {row['value']}; data: {data_text(r)}; "
-                       f"device {r.get('device', '?')}; run `{r.get('run', '?')}`")
+        f"{(BOOK / 'intro_header.md').read_text()}\n## The paper's claims beside ours\n\nOne row per claim of "
+        f"the paper. Ours is the record of the largest budget found (committed paper-profile exports first, "
+        f"else this build, profile **{profile}**); only CIFAR-100 at the paper's budget is compared with the "
+        f"paper's figure, every other row says \"not comparable yet\" and what it was measured at.\n{empty}\n"
+        f"{report_card(sources)}{chapter_times()}")
+    sections = [results_section(label, records, f"source{i}") for i, (label, records) in enumerate(sources)]
     grids = committed_grids()
     (BOOK / "results.md").write_text(
-        f"# Results\n\nEvery number on this page is read from run records (metrics JSON written by "
-        f"training and evaluation), never typed.\n\n## This build's runs\n\nMade at profile **{profile}** on "
-        f"this machine.\n\n{table(rows, with_paper=False) if rows else empty}\n\n" + "\n".join(details) + "\n"
-        + (f"\n## Committed full-budget records\n\n{committed_both}\n{grids}" if committed_both else ""))
+        "# Results\n\nEvery number and plot on this page is read from run records (the metrics JSON that "
+        "training and evaluation write), never typed.\n\n" + "\n".join(sections)
+        + (f"\n## Final samples of the committed GAN runs\n\n{grids}" if grids else ""))
 
 
 def build(profile: str) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import torch
 from tqdm.auto import tqdm
 
 from nbcode.data.datasets import load_run_split
@@ -76,6 +77,26 @@ def _earlier_evaluation(path: Path, run: dict, n_generated: int) -> dict | None:
         warnings.warn(f"{error} Evaluating the run again.", stacklevel=3)
         return None
     return earlier
+
+
+def save_recognisability(run: dict, generated: torch.Tensor, real: torch.Tensor, n_generated: int,
+                         runs_dir: str | Path | None = None) -> dict:
+    """Write the GAN-test result of a conditional GAN run record for the book's report card.
+
+    Args:
+        generated, real: (C,) per-class accuracies of the classifier on generated and on real test
+            images (nbcode.metrics.recognisability.per_class_accuracy).
+        n_generated: generated images scored.
+    Returns:
+        The record: mean accuracies in [0, 1], chance (1 / C), its binomial spread, the budget.
+    """
+    accuracy = generated.nanmean().item()
+    record = {"kind": "gan-test", "run": run["run"], "run_digest": record_digest(run), "dataset": run["dataset"],
+              "profile": run["profile"], "iterations": run["iterations"], "n_generated": n_generated,
+              "accuracy": accuracy, "spread": (accuracy * (1 - accuracy) / n_generated) ** 0.5,
+              "chance": 1 / len(generated), "real_accuracy": real.nanmean().item(), "commit": git_commit()}
+    write_json(runs_root(runs_dir) / "evaluation" / f"{run['run']}.gan-test.json", record)
+    return record
 
 
 def save_evaluation(run: dict, scores: dict, runs_dir: str | Path | None = None) -> dict:

@@ -49,6 +49,8 @@ RECORD_KEYS = {
             "data", "data_source", "log", "step", "train_seconds"),
     "evaluation": ("run", "run_digest", "conditional", "loss", "dataset", "profile", "iterations", "fid",
                    "kid_mean", "kid_std", "n_generated", "n_reference", "fid_floor", "kid_floor", "lpips_mean"),
+    "gan-test": ("run", "run_digest", "dataset", "profile", "iterations", "n_generated", "accuracy", "spread",
+                 "chance", "real_accuracy"),
 }
 
 

@@ -139,7 +139,13 @@ def pick_device() -> torch.device:
 
 
 def describe(profile: Profile, device: torch.device) -> str:
-    """One block of text naming the profile, every budget in it and the device."""
-    budgets = "\n".join(f"  {key:<17} {value}" for key, value in asdict(profile).items() if key != "name")
+    """One line naming the profile, its main budgets and the device, e.g. "profile quick (set
+    NBCODE_PROFILE to change) on cpu, 2 threads: ResNet 650 x 512 steps, ...". Every budget is
+    in `profile` (print it for the whole list)."""
     threads = f", {torch.get_num_threads()} threads" if device.type == "cpu" else ""
-    return f"profile: {profile.name}  (set {PROFILE_VARIABLE} to change)\ndevice: {device}{threads}\n{budgets}"
+    images = "all" if profile.train_limit is None else f"{profile.train_limit:,}"
+    return (f"profile {profile.name} (set {PROFILE_VARIABLE} to change) on {device}{threads}: "
+            f"{images} training images; ResNet {profile.classifier_steps:,} x {profile.classifier_batch} steps "
+            f"(comparisons {profile.comparison_steps:,}); GAN {profile.gan_iterations:,} x {profile.gan_batch} "
+            f"iterations; FID/KID {profile.fid_samples:,} vs {profile.fid_samples:,} images; "
+            f"toy GAN {profile.toy_steps:,} steps x {profile.toy_seeds} seeds")

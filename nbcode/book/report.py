@@ -1,0 +1,213 @@
+"""The book's landing page and results page, written from run records: the paper's report card
+(one row per claim of the paper), short tables with units and budgets, and the plots.
+
+    sources = [("this build", records), ("results/paper-cifar10-cpu, cpu (2 threads)", committed)]
+    report_card(sources)                      # markdown: claim | paper | ours | measured at | status
+    classifier_table(records), gan_table(records)
+    accuracy_figure(records).savefig(path)    # test accuracy against steps, one line per run
+
+Our figure for a claim comes from the record of the largest budget on record (the paper profile
+on CIFAR-100 first), and is compared with the paper's only when dataset and budget match it:
+otherwise the status says "not comparable yet" and the row says what it was measured at.
+"""
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+
+from nbcode.cost import count_parameters
+from nbcode.gan import Discriminator, Generator
+from nbcode.resnet import DSResNet
+
+PAPER_DATASET, PAPER_STEPS, PAPER_ITERATIONS, PAPER_SAMPLES = "cifar100", 10_000, 50_000, 10_000
+CHAPTERS = {"classifier": "_generated/02_resnet_training.ipynb", "gan": "_generated/07_gan_evaluation.ipynb"}
+
+
+def budget_rank(record: dict) -> tuple:
+    """Orders records by how close their budget is to the paper's: the paper profile on CIFAR-100
+    first, then the most steps (or iterations and samples)."""
+    size = record.get("steps") or (record.get("iterations", 0), record.get("n_generated", 0))
+    return record.get("profile") == "paper", record.get("dataset") == PAPER_DATASET, size
+
+
+def measured_at(record: dict, source: str) -> str:
+    """Where a record's number comes from: dataset, profile, budget and sample counts, and source."""
+    if record["kind"] == "classifier":
+        budget = f"{record['steps']:,} × {record['batch']} steps, {record['recipe']['name']} recipe"
+    elif record["kind"] == "gan-test":
+        budget = f"{record['iterations']:,} iterations, {record['n_generated']:,} generated images"
+    else:
+        budget = f"{record['iterations']:,} iterations, {record['n_generated']:,} vs {record['n_reference']:,} images"
+    return f"{record['dataset']}, {record['profile']} profile, {budget} ({source})"
+
+
+def comparable(record: dict) -> bool:
+    """Whether a record was measured where the paper measured: CIFAR-100 at the paper's budget."""
+    if record["dataset"] != PAPER_DATASET:
+        return False
+    if record["kind"] == "classifier":
+        return record["steps"] == PAPER_STEPS
+    return record["iterations"] == PAPER_ITERATIONS and record["n_generated"] == PAPER_SAMPLES
+
+
+def compare(ours: float, paper: float, tolerance: float, higher_is_better: bool | None) -> str:
+    """One word: reproduced (within `tolerance` of the paper), better or worse (or differs,
+    where neither direction is better)."""
+    if abs(ours - paper) <= tolerance:
+        return "reproduced"
+    if higher_is_better is None:
+        return "differs"
+    return "better" if (ours > paper) == higher_is_better else "worse"
+
+
+def best(sources: list[tuple[str, list[dict]]], wanted) -> tuple[dict, str] | None:
+    """The (record, source) of the largest budget among the records for which `wanted(record)`."""
+    found = [(record, source) for source, records in sources for record in records if wanted(record)]
+    return max(found, key=lambda pair: budget_rank(pair[0]), default=None)
+
+
+def parameter_rows() -> list[list[str]]:
+    """The parameter counts of the paper's networks (at 100 classes), counted from the code."""
+    rows = []
+    for claim, paper, model in (("DS-ResNet, 1× width: parameters", 94_372, DSResNet(num_classes=100, width_factor=1)),
+                                ("DS-ResNet, 2× width: parameters", 334_052, DSResNet(num_classes=100, width_factor=2))):
+        ours = count_parameters(model)
+        rows.append([claim, f"{paper:,}", f"{ours:,}", "counted from nbcode.resnet",
+                     "exact" if ours == paper else "differs"])
+    gan = count_parameters(Generator(100)) + count_parameters(Discriminator(100))
+    rows.append(["Conditional SN-GAN, G + D: parameters", "942,812", f"{gan:,} ({942_812 - gan:,} fewer)"
+                 if gan != 942_812 else f"{gan:,}", "counted from nbcode.gan (100 classes)",
+                 "exact" if gan == 942_812 else "differs"])
+    return rows
+
+
+def accuracy_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
+    """The paper's test accuracies (Results: 57.7% ± 2.3% at 1× width, 65% at 2×) beside ours: the
+    mean ± std over the last evaluations, as the paper reports them."""
+    rows = []
+    for width, paper, spread in ((1, 57.7, 2.3), (2, 65.0, 2.3)):
+        claim = f"DS-ResNet, {width}× width: test accuracy, {PAPER_STEPS:,} × 512 steps"
+        found = best(sources, lambda r: r["kind"] == "classifier" and "final" in r and r["width_factor"] == width
+                     and r["recipe"]["name"] in ("paper", "improved"))
+        paper_text = f"{paper:.1f}% ± {spread}%" if width == 1 else f"{paper:.0f}%"
+        if found is None:
+            rows.append([claim, paper_text, "no run yet", "—", "not comparable yet"])
+            continue
+        record, source = found
+        test = record["final"]["test"]
+        ours = 100 * test["mean"]
+        status = compare(ours, paper, spread, True) if comparable(record) else "not comparable yet"
+        rows.append([claim, paper_text, f"{ours:.1f}% ± {100 * test['std']:.1f}% (last {test['evals']} evaluations)",
+                     measured_at(record, source), status])
+    return rows
+
+
+def gan_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
+    """The paper's FID (38.27 conditional, 32.00 unconditional) and LPIPS (0.23) beside ours, each
+    with our real-vs-real floor at the same sample count."""
+    rows = []
+    for conditional, paper in ((True, 38.27), (False, 32.00)):
+        claim = f"{'Conditional' if conditional else 'Unconditional'} aw-GAN: FID against the test split"
+        found = best(sources, lambda r: r["kind"] == "evaluation" and r["loss"] == "aw"
+                     and r["conditional"] == conditional)
+        if found is None:
+            rows.append([claim, f"{paper:.2f}", "no evaluation yet", "—", "not comparable yet"])
+            continue
+        record, source = found
+        status = compare(record["fid"], paper, 0.05 * paper, False) if comparable(record) else "not comparable yet"
+        rows.append([claim, f"{paper:.2f}", f"{record['fid']:.2f} (real vs real: {record['fid_floor']:.2f})",
+                     measured_at(record, source), status])
+        if conditional:
+            lpips = compare(record["lpips_mean"], 0.23, 0.02, None) if comparable(record) else "not comparable yet"
+            rows.append(["Conditional aw-GAN: LPIPS to the nearest training image", "0.23 (settings not stated)",
+                         f"{record['lpips_mean']:.3f} (real test images: {record['lpips_real_mean']:.3f})",
+                         measured_at(record, source), lpips])
+    return rows
+
+
+def qualitative_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
+    """The paper's qualitative claims: class-specific samples (measured by GAN-test accuracy in
+    chapter 7: generated images classified by chapter 2's ResNet) and recognisable interpolations
+    (Figure 3, judged by eye)."""
+    claim = "The conditional model is preferred: its samples are class-specific"
+    found = best(sources, lambda r: r["kind"] == "gan-test")
+    if found is None:
+        row = [claim, "(qualitative)", "not measured yet", "—", "not comparable yet"]
+    else:
+        r, source = found
+        carries = r["accuracy"] - r["chance"] > 2 * r["spread"]
+        status = ("reproduced" if carries else "worse") if comparable(r) else "not comparable yet"
+        row = [claim, "(qualitative)", f"GAN-test {100 * r['accuracy']:.1f}% (chance {100 * r['chance']:.1f}%, "
+               f"real test images {100 * r['real_accuracy']:.1f}%)", measured_at(r, source), status]
+    figure = f"[Figure 3 of chapter 7]({CHAPTERS['gan']})"
+    return [row, ["Interpolations stay recognisable at their midpoints", "(qualitative, Figure 3)",
+                  f"drawn in {figure}", "—", "by eye"]]
+
+
+def report_card(sources: list[tuple[str, list[dict]]]) -> str:
+    """Markdown: one row per claim of the paper, with the paper's figure, ours at the largest budget
+    on record, what ours was measured at, and a one-word status; the details one click away."""
+    rows = parameter_rows() + accuracy_rows(sources) + gan_rows(sources) + qualitative_rows(sources)
+    lines = ["| the paper's claim | paper | ours | measured at | status |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return ("\n".join(lines) + f"\n\nDetails: every run's table and plots on the [results page](results.md); "
+            f"the training runs in [chapter 2]({CHAPTERS['classifier']}) and the GAN's evaluation in "
+            f"[chapter 7]({CHAPTERS['gan']}).\n")
+
+
+def classifier_table(records: list[dict]) -> str:
+    """Markdown: one row per finished classifier run, accuracies in per cent."""
+    lines = ["| run | parameters | test, last evaluations | test, final weights | validation | budget |",
+             "|---|---|---|---|---|---|"]
+    for r in sorted((r for r in records if r["kind"] == "classifier" and "final" in r), key=budget_rank):
+        test, full = r["final"]["test"], r["full_splits"]
+        lines.append(f"| {r['recipe']['name']} recipe, {r['width_factor']}× width, seed {r['seed']} | "
+                     f"{r['parameters']:,} | {100 * test['mean']:.1f} ± {100 * test['std']:.1f}% "
+                     f"({test['evals']}) | {100 * full['test']:.1f}% of {full['images']['test']:,} | "
+                     f"{100 * full['validation']:.1f}% of {full['images']['validation']:,} | "
+                     f"{r['dataset']}, {r['profile']}, {r['steps']:,} × {r['batch']}, {r['precision']} |")
+    return "\n".join(lines)
+
+
+def gan_table(records: list[dict]) -> str:
+    """Markdown: one row per GAN evaluation, each metric beside its real-vs-real floor."""
+    lines = ["| GAN | FID (real vs real) | KID × 1000 (real vs real) | LPIPS to nearest (real) | budget |",
+             "|---|---|---|---|---|"]
+    for r in sorted((r for r in records if r["kind"] == "evaluation"), key=budget_rank):
+        kind = "conditional" if r["conditional"] else "unconditional"
+        lines.append(f"| {kind}, {r['loss']} loss | {r['fid']:.2f} ({r['fid_floor']:.2f}) | "
+                     f"{1000 * r['kid_mean']:.2f} ± {1000 * r['kid_std']:.2f} ({1000 * r['kid_floor']:.2f}) | "
+                     f"{r['lpips_mean']:.3f} ({r['lpips_real_mean']:.3f}) | {r['dataset']}, {r['profile']}, "
+                     f"{r['iterations']:,} iterations, {r['n_generated']:,} vs {r['n_reference']:,} images |")
+    return "\n".join(lines)
+
+
+def accuracy_figure(records: list[dict], title: str) -> Figure:
+    """Test accuracy (per cent) against training steps, one line per finished classifier run."""
+    figure = Figure(figsize=(7.5, 3.6), layout="constrained")
+    ax = figure.add_subplot()
+    for r in sorted((r for r in records if r["kind"] == "classifier" and "final" in r), key=budget_rank):
+        steps = [h["step"] for h in r["history"]]
+        ax.plot(steps, [100 * h["test"] for h in r["history"]], marker=".",
+                label=f"{r['recipe']['name']}, {r['width_factor']}×, seed {r['seed']}, {r['steps']:,} steps")
+    ax.set(xlabel="training step", ylabel="test accuracy (%)", title=title)
+    ax.legend(fontsize=7)
+    return figure
+
+
+def fid_figure(records: list[dict], title: str) -> Figure:
+    """FID and KID of each GAN evaluation (bars) beside the real-vs-real floor at the same n (grey)."""
+    evaluations = sorted((r for r in records if r["kind"] == "evaluation"), key=budget_rank)
+    figure = Figure(figsize=(7.5, 3.2), layout="constrained")
+    names = [f"{'cond.' if r['conditional'] else 'uncond.'} {r['loss']}\n{r['iterations']:,} it." for r in evaluations]
+    for i, (key, label) in enumerate((("fid", "FID"), ("kid_mean", "KID × 1000"))):
+        ax = figure.add_subplot(1, 2, i + 1)
+        scale = 1000 if key == "kid_mean" else 1
+        positions = range(len(evaluations))
+        ax.bar([p - 0.2 for p in positions], [scale * r[key] for r in evaluations], width=0.4, label="generated")
+        ax.bar([p + 0.2 for p in positions], [scale * r[key.replace("_mean", "") + "_floor"] for r in evaluations],
+               width=0.4, color="grey", label="real vs real")
+        ax.set_xticks(list(positions), names, fontsize=7)
+        ax.set(ylabel=label, title=f"{label} (lower is better)")
+        ax.legend(fontsize=7)
+    figure.suptitle(title, fontsize=9)
+    return figure
