@@ -193,22 +193,24 @@ plt.show()
 # Worked answers, computed at this profile from the cells above. They are folded away: try the
 # exercises first, then click to show.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
 from nbcode.runs.classifier import split_validation  # notebook 2's validation split
 
 kept = torch.bincount(split_validation(train)[0].labels, minlength=len(train.classes))
-print(f"1. {counts.min().item()} to {counts.max().item()} images per class in {train.describe()}; the "
-      f"training part left after holding out a random tenth has {kept.min().item()} to {kept.max().item()}: "
-      f"{'still exactly balanced' if kept.min() == kept.max() else 'no longer exactly balanced'} "
-      f"(the tenth is drawn at random, not per class).")
-# 2. Strong jitter moves an image's mean colour; classes whose mean colours lie closer together
-# than that shift are the ones it can blur into each other.
-shift = (strong_draws.mean(dim=(2, 3)) - (originals.float() / 255).mean(dim=(2, 3))).norm(dim=1)
+balanced = "still exactly balanced" if kept.min() == kept.max() else "no longer exactly balanced"
+print(f"1. {counts.min().item()} to {counts.max().item()} images per class in "
+      f"{train.describe()}; after holding out a random tenth, {kept.min().item()} to "
+      f"{kept.max().item()}: {balanced} (the tenth is drawn at random, not per class).")
+# 2. Strong jitter moves an image's mean colour; classes whose mean colours lie closer
+# together than that shift are the ones it can blur into each other.
+before = (originals.float() / 255).mean(dim=(2, 3))
+shift = (strong_draws.mean(dim=(2, 3)) - before).norm(dim=1).mean()
 colour = torch.stack([(train.images[train.labels == c].float() / 255).mean(dim=(0, 2, 3))
                       for c in range(len(train.classes))])
 gaps = torch.cdist(colour, colour).fill_diagonal_(float("inf"))
 a, b = divmod(gaps.argmin().item(), len(train.classes))
-print(f"2. Jitter 0.8 moves the mean colour of these 8 images by {shift.mean():.3f} on average (RGB in "
-      f"[0, 1]); the median class's nearest other class, by mean colour, is {gaps.min(1).values.median():.3f} "
-      f"away, and the closest pair, {train.classes[a]} and {train.classes[b]}, {gaps.min():.3f}. Classes "
-      f"told apart mostly by colour are the ones such jitter confuses.")
+print(f"2. Jitter 0.8 moves these 8 images' mean colour by {shift:.3f} on average (RGB in "
+      f"[0, 1]); the median class's nearest class by mean colour is "
+      f"{gaps.min(1).values.median():.3f} away, the closest pair ({train.classes[a]}, "
+      f"{train.classes[b]}) {gaps.min():.3f}. Classes told apart mostly by colour are the "
+      f"ones such jitter confuses.")

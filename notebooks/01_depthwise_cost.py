@@ -218,16 +218,15 @@ for d_k in (3, 5, 7):
 # Worked answers, computed at this profile from the cells above. They are folded away: try the
 # exercises first, then click to show.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
 head = DSResNet().head
 fixed = head.in_features * head.out_features  # the classifier head does not scale with D_F^2
 predicted = (full - fixed) / 4 + fixed
-print(f"1. Eq. (2) scales with D_F^2, so half the width and height should leave 1/4 of the convolutions' "
-      f"multiply-adds; with the {fixed:,} of the head, which does not scale, that predicts "
-      f"{predicted:,.0f} of {full:,}. FlopCounterMode counts {half:,} "
+print(f"1. Eq. (2) scales with D_F^2, so half the width and height leaves 1/4 of the "
+      f"convolutions' multiply-adds; with the head's {fixed:,}, which do not scale, that "
+      f"predicts {predicted:,.0f} of {full:,}. FlopCounterMode counts {half:,} "
       f"({half / predicted - 1:+.1%} from the prediction).")
-savings = {d_k: 1 / cost_ratio(d_k, 128) for d_k in (3, 5, 7)}
-print("2. At N = 128 a separable layer saves " + ", ".join(f"{s:.1f}x ({d}x{d})" for d, s in savings.items())
-      + ": its cost ratio is 1/N + 1/D_K^2, and only the depthwise part pays for the kernel's D_K^2 taps "
-      "(once per channel), while a standard layer pays them N times, so the bigger the kernel, the "
-      "bigger the saving, up to N.")
+savings = ", ".join(f"{1 / cost_ratio(d_k, 128):.1f}x ({d_k}x{d_k})" for d_k in (3, 5, 7))
+print(f"2. At N = 128 a separable layer saves {savings}. Its cost ratio is 1/N + 1/D_K^2: "
+      f"the depthwise part pays the kernel's D_K^2 taps once per channel, a standard layer "
+      f"N times, so the bigger the kernel, the bigger the saving, up to N.")

@@ -276,7 +276,7 @@ for name, record in curves.items():
 # Worked answers, computed at this profile from the cells above. They are folded away: try the
 # exercises first, then click to show.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
 def validation(record: dict) -> float:
     """Validation accuracy in points, mean over the last evaluations."""
     return 100 * record["final"]["validation"]["mean"]
@@ -284,12 +284,14 @@ def validation(record: dict) -> float:
 
 seed_gap = validation(other_seed) - validation(improved)
 recipe_gap = validation(improved) - validation(runs["paper recipe"])
-print(f"1. Changing only the seed moves the improved recipe by {seed_gap:+.1f} points; the recipe gap "
-      f"is {recipe_gap:+.1f} points, {abs(recipe_gap) / max(abs(seed_gap), 1e-9):.1f} times as large. "
-      f"One pair of seeds is a single draw of the seed term: more seeds per arm measure it.")
-per_parameter = {name: validation(r) / r["parameters"] * 1e5 for name, r in curves.items()}
-per_minute = {name: validation(r) / (r["train_seconds"] / 60) for name, r in curves.items()}
-print(f"2. Points per 100k parameters: highest for {max(per_parameter, key=per_parameter.get)}; points "
-      f"per minute of training: highest for {max(per_minute, key=per_minute.get)}. To settle width "
-      f"against steps, train the 1x model for as many minutes as the 2x run took "
-      f"({runs['improved recipe, 2x width']['train_seconds'] / 60:.1f} min) and compare the two.")
+ratio = abs(recipe_gap) / max(abs(seed_gap), 1e-9)
+print(f"1. Changing only the seed moves the improved recipe by {seed_gap:+.1f} points; the "
+      f"recipe gap is {recipe_gap:+.1f} points, {ratio:.1f} times as large. One pair of seeds "
+      f"is a single draw of the seed term: more seeds per arm measure it.")
+per_parameter = {name: validation(r) / r["parameters"] for name, r in curves.items()}
+per_minute = {name: validation(r) / r["train_seconds"] for name, r in curves.items()}
+wide_minutes = runs["improved recipe, 2x width"]["train_seconds"] / 60
+print(f"2. Points per parameter: highest for {max(per_parameter, key=per_parameter.get)}; "
+      f"points per minute of training: highest for {max(per_minute, key=per_minute.get)}. "
+      f"To settle width against steps, train the 1x model for as many minutes as the 2x "
+      f"run took ({wide_minutes:.1f} min) and compare the two.")

@@ -271,21 +271,24 @@ for real_score in (0.3, 0.5, 0.6, 0.8, 0.9):
 # Worked answers, computed at this profile from the cells above. They are folded away: try the
 # exercises first, then click to show.
 
-# %% tags=["hide-cell"]
-all_seeds = [*seeds, extra]
-before = coverage_verdict([scores["hinge", s][0] for s in seeds], [scores["aw", s][0] for s in seeds],
-                          profile.toy_steps)
-after = coverage_verdict([scores["hinge", s][0] for s in all_seeds],
-                         [scores["aw", s][0] for s in all_seeds], profile.toy_steps)
-per_seed = after.spread * math.sqrt(len(all_seeds))  # the std of one seed's difference
-needed = math.ceil((2 * per_seed / 1.0) ** 2) if math.isfinite(per_seed) and per_seed > 0 else None
-print(f"1. With {len(seeds)} seeds: {before.text} With {len(all_seeds)}: {after.text} The verdict "
-      f"{'is the same' if before.conclusive == after.conclusive else 'changes'}. A one-mode difference "
-      f"needs a standard error under 0.5, i.e. about {needed} seeds at this spread per seed "
-      f"({per_seed:.2f} modes).")
+# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
+def verdict_over(chosen: list[int]):
+    """The coverage verdict of the toy comparison over the seeds `chosen`."""
+    return coverage_verdict([scores["hinge", s][0] for s in chosen],
+                            [scores["aw", s][0] for s in chosen], profile.toy_steps)
+
+
+before, after = verdict_over(seeds), verdict_over([*seeds, extra])
+per_seed = after.spread * math.sqrt(len(seeds) + 1)  # one seed's difference, std in modes
+needed = (f"about {math.ceil((2 * per_seed) ** 2)} seeds at {per_seed:.2f} modes per seed"
+          if per_seed > 0 else "a spread between seeds, which these do not show")
+print(f"1. With {len(seeds)} seeds: {before.text}\n   With {len(seeds) + 1}: {after.text}\n"
+      f"   The verdict {'is the same' if before.conclusive == after.conclusive else 'changes'}."
+      f" A one-mode difference is conclusive once its standard error is under 0.5: {needed}.")
 sweep = [round(0.3 + 0.01 * i, 2) for i in range(61)]
 cases = [adaptive_weights(g_real, g_fake, r, 0.5).case for r in sweep]
-switches = [(sweep[i], cases[i - 1], cases[i]) for i in range(1, len(sweep)) if cases[i] != cases[i - 1]]
-print("2. Fake score 0.5: " + "; ".join(f"at r_s = {r:.2f} '{a}' becomes '{b}'" for r, a, b in switches)
-      + f". The real loss is behind below alpha1 = {ALPHA1} (and below f_s - delta = {0.5 - DELTA:.2f}), "
-      f"ahead above alpha2 = {ALPHA2}; in between both count (balanced).")
+switches = [f"at r_s = {sweep[i]:.2f} '{cases[i - 1]}' becomes '{cases[i]}'"
+            for i in range(1, len(sweep)) if cases[i] != cases[i - 1]]
+print(f"2. Fake score 0.5: {'; '.join(switches)}. The real loss is behind below alpha1 = "
+      f"{ALPHA1} (or below f_s - delta = {0.5 - DELTA:.2f}), ahead above alpha2 = {ALPHA2}; "
+      f"in between, both count (balanced).")

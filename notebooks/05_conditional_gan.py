@@ -172,15 +172,17 @@ for classes in (100, 10):
 # Worked answers, computed at this profile from the cells above. They are folded away: try the
 # exercises first, then click to show.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
 difference = count_parameters(conditional) - count_parameters(plain)
-plain_affine = sum(2 * width for width in plain.widths)  # gamma and beta of each plain batch norm
+plain_affine = sum(2 * width for width in plain.widths)  # gamma and beta of each plain norm
+explained = " (all of it)" if predicted - plain_affine == difference else ""
 print(f"1. The conditional generator has {difference:,} more parameters. Its embeddings hold "
       f"{predicted:,}; the plain generator's batch norms have their own gamma and beta "
-      f"({plain_affine:,}), which conditional batch norm replaces: {predicted:,} - {plain_affine:,} = "
-      f"{predicted - plain_affine:,}{' (all of it)' if predicted - plain_affine == difference else ''}.")
+      f"({plain_affine:,}), which conditional batch norm replaces: {predicted:,} - "
+      f"{plain_affine:,} = {predicted - plain_affine:,}{explained}.")
 unconditional = count_parameters(Discriminator(num_classes=0))
 for classes in (100, 10):
     embedding = count_parameters(Discriminator(num_classes=classes)) - unconditional
+    share = embedding / (embedding + unconditional)
     print(f"2. With {classes} classes the class embedding holds {embedding:,} parameters, "
-          f"{embedding / (embedding + unconditional):.1%} of the discriminator.")
+          f"{share:.1%} of the discriminator.")

@@ -245,7 +245,7 @@ plt.show()
 # Worked answers, computed at this profile from the cells above. They are folded away: try the
 # exercises first, then click to show.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
 def second_half(record: dict, key: str) -> float:
     """The mean of a logged quantity over the second half of a run."""
     values = record["log"][key][len(record["log"][key]) // 2:]
@@ -253,11 +253,11 @@ def second_half(record: dict, key: str) -> float:
 
 
 for seed in (0, 1):
-    twins = {loss: train_gan(GANSettings(loss=loss), exercise, seed=seed) for loss in ("aw", "hinge")}
-    gaps = {key: second_half(twins["aw"], key) - second_half(twins["hinge"], key)
-            for key in ("d_loss", "real_score", "fake_score")}
+    aw, hinge = (train_gan(GANSettings(loss=loss), exercise, seed=seed) for loss in ("aw", "hinge"))
+    gaps = ", ".join(f"{key} {second_half(aw, key) - second_half(hinge, key):+.3f}"
+                     for key in ("d_loss", "real_score", "fake_score"))
     print(f"1. Seed {seed}, {exercise_iterations} iterations, aw - hinge over the second half: "
-          + ", ".join(f"{key} {gap:+.3f}" for key, gap in gaps.items()))
+          f"{gaps}")
 
 
 def texture(images: torch.Tensor) -> float:
@@ -267,8 +267,9 @@ def texture(images: torch.Tensor) -> float:
 
 real = load_run_split(record["data_source"], profile, "train").images[:16].float() / 255
 averaged, raw = (images.add(1).div(2) for images in pair)  # the grids drawn above
-print(f"2. Neighbouring-pixel difference (high-frequency texture such as checkerboards): real images "
-      f"{texture(real):.3f}, averaged generator {texture(averaged):.3f}, raw {texture(raw):.3f}: the "
-      f"{'averaged' if abs(texture(averaged) - texture(real)) < abs(texture(raw) - texture(real)) else 'raw'} "
-      f"one is closer to the real texture. A GAN's weights circle around an equilibrium instead of "
-      f"settling, and the average sits nearer its middle; a classifier's weights settle by themselves.")
+closer = "averaged" if abs(texture(averaged) - texture(real)) < abs(texture(raw) - texture(real)) \
+    else "raw"
+print(f"2. Neighbouring-pixel difference (high-frequency texture such as checkerboards): real "
+      f"{texture(real):.3f}, averaged generator {texture(averaged):.3f}, raw {texture(raw):.3f}: "
+      f"the {closer} one is closer to real images. A GAN's weights circle an equilibrium "
+      f"instead of settling, and their average sits nearer its middle; a classifier's settle.")

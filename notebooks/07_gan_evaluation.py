@@ -158,8 +158,8 @@ ax.set_title("GAN-test accuracy: notebook 2's ResNet on generated and real image
 ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+save_recognisability(records["conditional"], generated, real_accuracy, len(labels))  # book's card
 print(recognisable)
-save_recognisability(records["conditional"], generated, real_accuracy, len(labels))  # for the report card
 
 # %% [markdown]
 # ## FID and KID against the test split
@@ -288,15 +288,16 @@ plt.show()
 # Worked answers, computed at this profile from the cells above. They are folded away: try the
 # exercises first, then click to show.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
 half_n, full_n = profile.fid_samples // 2, profile.fid_samples
 floors = {n: real_floor(train, test.subset(n))["fid"] for n in (half_n, full_n)}
-print(f"1. The real-vs-real FID falls from {floors[half_n]:.2f} at n = {half_n} to {floors[full_n]:.2f} at "
-      f"n = {full_n}, a ratio of {floors[half_n] / floors[full_n]:.2f}; a bias proportional to 1/n would "
-      f"give 2.00. Since FID's bias depends on n, two FIDs at different n differ even for the same model.")
+print(f"1. The real-vs-real FID falls from {floors[half_n]:.2f} at n = {half_n} to "
+      f"{floors[full_n]:.2f} at n = {full_n}, a ratio of {floors[half_n] / floors[full_n]:.2f}; "
+      f"a bias proportional to 1/n would give 2.00. FID's bias depends on n, so two FIDs at "
+      f"different n differ even for the same model.")
 real_mean = scores["conditional"]["lpips_real_mean"]
 closer = int((pairs.distances < real_mean).sum())
-print(f"2. {closer} of the 8 samples are closer (LPIPS) to their nearest training image than real test "
-      f"images are on average ({real_mean:.3f}); the closest pair is at {pairs.distances.min():.3f}, "
-      f"the farthest at {pairs.distances.max():.3f}. Pairs near the real images' distance are neighbours, "
-      f"not copies.")
+print(f"2. {closer} of the 8 samples are closer (LPIPS) to their nearest training image than "
+      f"real test images are on average ({real_mean:.3f}); the pairs lie at "
+      f"{pairs.distances.min():.3f} to {pairs.distances.max():.3f}. Pairs as far apart as real "
+      f"images and their neighbours are neighbours, not copies.")

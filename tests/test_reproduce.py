@@ -87,7 +87,7 @@ def test_export_is_small_and_the_book_shows_it_labelled(reproduced, tmp_path, mo
     intro, results = (book / "intro.md").read_text(), (book / "results.md").read_text()
     assert "No finished runs at this profile" in intro  # the reader's own runs: none here
     assert "test accuracy" in intro and "LPIPS to the nearest training image" in intro
-    assert "synthetic, smoke profile" in intro and "(results/ export: smoke profile, synthetic" in intro
+    assert "synthetic, smoke profile" in intro and "(results/smoke-synthetic-" in intro
     assert "not comparable yet" in intro and "| reproduced |" not in intro  # synthetic is never the paper's data
     assert "## results/ export: smoke profile, synthetic" in results and "![Test accuracy" in results
     assert results.count("![gan-") == 3 and len(list((book / "_generated" / "results").rglob("*.png"))) == 3

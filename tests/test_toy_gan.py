@@ -31,6 +31,7 @@ def test_the_coverage_verdict_follows_the_numbers():
     assert coverage_verdict([8, 8, 7], [4, 5, 4], 100).text.endswith("hinge covers more modes at this budget.")
     assert coverage_verdict([4, 8, 2], [6, 3, 7], 100).text.endswith("inconclusive at this budget.")
     assert coverage_verdict([4], [8], 100).text.endswith("inconclusive at this budget.")  # one seed: no spread
+    assert not coverage_verdict([3, 5], [3, 5], 100).conclusive  # identical seeds: no difference, no answer
 
 
 def test_the_verdict_rule_needs_twice_the_spread():
@@ -39,6 +40,7 @@ def test_the_verdict_rule_needs_twice_the_spread():
     assert verdict("m", -1.9, 1.0, "worse").text == "m: inconclusive at this budget."
     assert verdict("m", 5.0, float("inf"), "better").text == "m: inconclusive at this budget."
     assert verdict("m", float("nan"), 1.0, "better").text == "m: inconclusive at this budget."
+    assert verdict("m", 0.0, 0.0, "better").text == "m: inconclusive at this budget."  # no difference, no spread
 
 
 def test_a_verdict_is_data_as_well_as_text():

@@ -50,6 +50,10 @@ class NotebookFailed(RuntimeError):
     """A notebook raised an error while the book was being built."""
 
 
+class HTMLBuildFailed(RuntimeError):
+    """jupyter-book could not write the HTML; the message holds the end of its log."""
+
+
 class BuildInterrupted(RuntimeError):
     """The reader pressed Ctrl-C while the book was being built."""
 
@@ -218,16 +222,17 @@ def _checked(path: Path, strict: bool = False) -> dict | None:
     return record
 
 
-def load_committed() -> list[tuple[dict, list[dict]]]:
-    """The committed records of `python -m nbcode.runs.reproduce --export results`: (manifest, records)
-    per folder of results/, e.g. paper-profile runs made on a GPU."""
+def load_committed() -> list[tuple[str, dict, list[dict]]]:
+    """The committed records of `python -m nbcode.runs.reproduce --export results`: (folder name,
+    manifest, records) per folder of results/, e.g. paper-profile runs made on a GPU."""
     committed = []
     for folder in sorted(path for path in RESULTS.glob("*") if path.is_dir() and not path.name.startswith(".")):
         if not (folder / "manifest.json").exists():
             raise FileNotFoundError(f"{folder} has no manifest.json: it is not a complete export. Export it again "
                                     f"(python -m nbcode.runs.reproduce ... --export {RESULTS.name}) or remove it.")
         records = [_checked(path, strict=True) for path in sorted((folder / "records").glob("*.json"))]
-        committed.append((json.loads((folder / "manifest.json").read_text()), [r for r in records if r is not None]))
+        committed.append((folder.name, json.loads((folder / "manifest.json").read_text()),
+                          [r for r in records if r is not None]))
     return committed
 
 
@@ -276,9 +281,9 @@ def write_pages(profile: str) -> None:
     """The landing page (the paper's report card, then the chapters' times) and the results page
     (tables and plots of every run), from the records of `profile` under the runs root (this
     build) and the committed exports of results/, each labelled."""
-    local = load_records(profile)
-    sources = [(f"this build ({profile} profile, this machine)", local)]
-    sources += [(committed_label(manifest), records) for manifest, records in load_committed()]
+    local, committed = load_records(profile), load_committed()
+    sources = [("this build", local)] + [(f"results/{folder}", records) for folder, _, records in committed]
+    headings = [f"This build ({profile} profile, this machine)"] + [committed_label(m) for _, m, _ in committed]
     empty = "" if local else "\n_No finished runs at this profile were found under the runs root._\n"
     (BOOK / "intro.md").write_text(
         f"{(BOOK / 'intro_header.md').read_text()}\n## The paper's claims beside ours\n\nOne row per claim of "
@@ -286,7 +291,8 @@ def write_pages(profile: str) -> None:
         f"else this build, profile **{profile}**); only CIFAR-100 at the paper's budget is compared with the "
         f"paper's figure, every other row says \"not comparable yet\" and what it was measured at.\n{empty}\n"
         f"{report_card(sources)}{chapter_times()}")
-    sections = [results_section(label, records, f"source{i}") for i, (label, records) in enumerate(sources)]
+    sections = [results_section(heading, records, f"source{i}")
+                for i, (heading, (_, records)) in enumerate(zip(headings, sources))]
     grids = committed_grids()
     (BOOK / "results.md").write_text(
         "# Results\n\nEvery number and plot on this page is read from run records (the metrics JSON that "
@@ -301,9 +307,14 @@ def build(profile: str) -> Path:
     execute_notebooks(profile)
     write_pages(profile)
     command = shutil.which("jupyter-book", path=str(Path(sys.executable).parent)) or "jupyter-book"
-    result = subprocess.run([command, "build", str(BOOK)], cwd=ROOT)
+    log = BOOK / "_build" / "jupyter-book.log"  # Sphinx's log: shown only when the HTML build fails
+    log.parent.mkdir(parents=True, exist_ok=True)
+    print("writing the HTML with jupyter-book ...", flush=True)
+    with open(log, "w") as output:
+        result = subprocess.run([command, "build", str(BOOK)], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT)
     if result.returncode:
-        raise RuntimeError(f"jupyter-book build failed (exit {result.returncode}); see its output above")
+        raise HTMLBuildFailed(f"jupyter-book build failed (exit {result.returncode}); the end of its log "
+                           f"({log}):\n{log.read_text()[-3000:]}")
     html = BOOK / "_build" / "html"
     shutil.copytree(Path(jupyter_server_mathjax.__file__).parent / "static", html / "_static" / "mathjax",
                     dirs_exist_ok=True)
@@ -317,7 +328,7 @@ def main() -> None:
     get_profile(args.profile)
     try:
         html = build(args.profile)
-    except (NotebookFailed, DataMissingError) as error:
+    except (NotebookFailed, HTMLBuildFailed, DataMissingError) as error:
         sys.exit(str(error))
     except BuildInterrupted as error:
         print(error, file=sys.stderr)

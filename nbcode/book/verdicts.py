@@ -36,8 +36,9 @@ class Verdict:
 
     @property
     def conclusive(self) -> bool:
-        """True when |difference| >= 2 * spread and the spread is known."""
-        return math.isfinite(self.spread) and abs(self.difference) >= 2 * self.spread
+        """True when the spread is known, the difference is not zero (no difference is never an
+        answer, however small its spread) and |difference| >= 2 * spread."""
+        return math.isfinite(self.spread) and self.difference != 0 and abs(self.difference) >= 2 * self.spread
 
     @property
     def text(self) -> str:
