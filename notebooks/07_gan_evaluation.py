@@ -297,7 +297,8 @@ print(f"1. The real-vs-real FID falls from {floors[half_n]:.2f} at n = {half_n} 
       f"different n differ even for the same model.")
 real_mean = scores["conditional"]["lpips_real_mean"]
 closer = int((pairs.distances < real_mean).sum())
+reading = ("none sits closer to the training set than real images do: neighbours, not copies"
+           if closer == 0 else "look at those pairs above: a copy would sit near 0")
 print(f"2. {closer} of the 8 samples are closer (LPIPS) to their nearest training image than "
       f"real test images are on average ({real_mean:.3f}); the pairs lie at "
-      f"{pairs.distances.min():.3f} to {pairs.distances.max():.3f}. Pairs as far apart as real "
-      f"images and their neighbours are neighbours, not copies.")
+      f"{pairs.distances.min():.3f} to {pairs.distances.max():.3f}: {reading}.")

@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 import pytest
-from torchvision.io import read_image
+from matplotlib.image import imread
 
 import nbcode.book.build
 import nbcode.runs.reproduce
@@ -139,8 +139,8 @@ def test_a_deleted_final_grid_is_drawn_again_never_replaced_by_an_earlier_one(re
     runs, stages = reproduced
     gan = next(stage.record for stage in stages if stage.record["kind"] == "gan")
     final = runs / "gan" / gan["run"] / f"samples_{gan['step']:06d}.png"
-    original = read_image(str(final)).int()
+    original = imread(final)
     final.unlink()
     folder = export(stages, SMOKE, tmp_path / "results", runs)
-    drawn = read_image(str(folder / "grids" / f"{gan['run']}.png")).int()
-    assert (drawn - original).abs().max() <= 1  # the same generator (float rounding of another memory layout)
+    drawn = imread(folder / "grids" / f"{gan['run']}.png")
+    assert abs(drawn - original).max() <= 1 / 255 + 1e-6  # the same generator (rounding of another layout)
