@@ -190,10 +190,10 @@ plt.show()
 # %% [markdown]
 # ### Solutions
 #
-# Worked answers, computed at this profile from the cells above. They are folded away: try the
-# exercises first, then click to show.
+# Worked answers, computed at this profile from the cells above. The book folds them away: try
+# the exercises first, then click to show.
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
+# %% tags=["hide-cell"]
 from nbcode.runs.classifier import split_validation  # notebook 2's validation split
 
 kept = torch.bincount(split_validation(train)[0].labels, minlength=len(train.classes))

@@ -215,10 +215,10 @@ for d_k in (3, 5, 7):
 # %% [markdown]
 # ### Solutions
 #
-# Worked answers, computed at this profile from the cells above. They are folded away: try the
-# exercises first, then click to show.
+# Worked answers, computed at this profile from the cells above. The book folds them away: try
+# the exercises first, then click to show.
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
+# %% tags=["hide-cell"]
 head = DSResNet().head
 fixed = head.in_features * head.out_features  # the classifier head does not scale with D_F^2
 predicted = (full - fixed) / 4 + fixed

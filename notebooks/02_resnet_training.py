@@ -273,10 +273,10 @@ for name, record in curves.items():
 # %% [markdown]
 # ### Solutions
 #
-# Worked answers, computed at this profile from the cells above. They are folded away: try the
-# exercises first, then click to show.
+# Worked answers, computed at this profile from the cells above. The book folds them away: try
+# the exercises first, then click to show.
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
+# %% tags=["hide-cell"]
 def validation(record: dict) -> float:
     """Validation accuracy in points, mean over the last evaluations."""
     return 100 * record["final"]["validation"]["mean"]

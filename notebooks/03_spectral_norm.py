@@ -272,10 +272,10 @@ for rounds_per_forward in (1, 2):
 # %% [markdown]
 # ### Solutions
 #
-# Worked answers, computed at this profile from the cells above. They are folded away: try the
-# exercises first, then click to show.
+# Worked answers, computed at this profile from the cells above. The book folds them away: try
+# the exercises first, then click to show.
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
+# %% tags=["hide-cell"]
 def forwards_to(target: float, weight: torch.Tensor, rounds: int, limit: int) -> int | None:
     """Forwards of SpectralNorm from a cold start until the relative error is below target."""
     norm = SpectralNorm(weight, n_power_iterations=rounds)

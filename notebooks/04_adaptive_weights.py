@@ -268,10 +268,10 @@ for real_score in (0.3, 0.5, 0.6, 0.8, 0.9):
 # %% [markdown]
 # ### Solutions
 #
-# Worked answers, computed at this profile from the cells above. They are folded away: try the
-# exercises first, then click to show.
+# Worked answers, computed at this profile from the cells above. The book folds them away: try
+# the exercises first, then click to show.
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
+# %% tags=["hide-cell"]
 def verdict_over(chosen: list[int]):
     """The coverage verdict of the toy comparison over the seeds `chosen`."""
     return coverage_verdict([scores["hinge", s][0] for s in chosen],

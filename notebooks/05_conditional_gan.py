@@ -169,10 +169,10 @@ for classes in (100, 10):
 # %% [markdown]
 # ### Solutions
 #
-# Worked answers, computed at this profile from the cells above. They are folded away: try the
-# exercises first, then click to show.
+# Worked answers, computed at this profile from the cells above. The book folds them away: try
+# the exercises first, then click to show.
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
+# %% tags=["hide-cell"]
 difference = count_parameters(conditional) - count_parameters(plain)
 plain_affine = sum(2 * width for width in plain.widths)  # gamma and beta of each plain norm
 explained = " (all of it)" if predicted - plain_affine == difference else ""

@@ -242,10 +242,10 @@ plt.show()
 # %% [markdown]
 # ### Solutions
 #
-# Worked answers, computed at this profile from the cells above. They are folded away: try the
-# exercises first, then click to show.
+# Worked answers, computed at this profile from the cells above. The book folds them away: try
+# the exercises first, then click to show.
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
+# %% tags=["hide-cell"]
 def second_half(record: dict, key: str) -> float:
     """The mean of a logged quantity over the second half of a run."""
     values = record["log"][key][len(record["log"][key]) // 2:]

@@ -285,10 +285,10 @@ plt.show()
 # %% [markdown]
 # ### Solutions
 #
-# Worked answers, computed at this profile from the cells above. They are folded away: try the
-# exercises first, then click to show.
+# Worked answers, computed at this profile from the cells above. The book folds them away: try
+# the exercises first, then click to show.
 
-# %% tags=["hide-cell"] jupyter={"source_hidden": true, "outputs_hidden": true}
+# %% tags=["hide-cell"]
 half_n, full_n = profile.fid_samples // 2, profile.fid_samples
 floors = {n: real_floor(train, test.subset(n))["fid"] for n in (half_n, full_n)}
 print(f"1. The real-vs-real FID falls from {floors[half_n]:.2f} at n = {half_n} to "

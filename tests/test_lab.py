@@ -99,6 +99,8 @@ def test_a_chapter_opens_as_a_notebook_runs_and_saves_without_changing_its_sourc
 
             page.keyboard.press("Control+s")
             expect(page.locator(".jp-mod-current.jp-mod-dirty")).to_have_count(0, timeout=30_000)
+            saved = json.loads(source.with_suffix(".ipynb").read_text())["cells"]
+            assert all(c["execution_count"] for c in saved if c["cell_type"] == "code")  # the solution too
             assert source.read_bytes() == committed  # open + run + save: the source of truth is untouched
             assert git_diff(source) == "" or not clean
 
