@@ -5,11 +5,6 @@ import dataclasses
 import errno
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -263,28 +258,4 @@ def test_cache_files_are_readable_by_the_group_as_the_umask_says(tmp_path):
         os.umask(umask)
     assert {oct(path.stat().st_mode & 0o777) for path in tmp_path.iterdir()} == {"0o644"}
 
-
-# 11. The lab launcher is the JupyterLab process --------------------------------------------------------
-
-def test_sigterm_to_the_lab_launcher_stops_jupyterlab(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    command = [sys.executable, "-m", "nbcode.book.lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-               "--ServerApp.token=", "--ServerApp.password=", "--allow-root", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-    with open(tmp_path / "lab.log", "w") as log:
-        launcher = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            for _ in range(120):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status", timeout=2)
-                    break
-                except OSError:
-                    assert launcher.poll() is None, (tmp_path / "lab.log").read_text()[-2000:]
-                    time.sleep(0.5)
-            launcher.terminate()
-            assert launcher.wait(timeout=30) is not None
-        finally:
-            launcher.kill()
-    with socket.socket() as s:
-        assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens on the port any more
+# 11, the lab launcher's SIGTERM, is in test_lab.py (next to the other JupyterLab tests).

@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -38,19 +39,44 @@ def lab(tmp_path):
     server = subprocess.Popen(command, env=lab_environment(), stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{url}/api/status", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None:
-                    pytest.fail(f"JupyterLab exited: {(tmp_path / 'lab.log').read_text()[-2000:]}")
-                time.sleep(0.5)
+        wait_for_server(url, server, tmp_path / "lab.log")
         yield url
     finally:
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def wait_for_server(url: str, server: subprocess.Popen, log: Path) -> None:
+    """Wait (up to a minute) until the Jupyter server at `url` answers; fail with its log if it exits."""
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(f"{url}/api/status", timeout=2)
+            return
+        except OSError:
+            if server.poll() is not None:
+                pytest.fail(f"JupyterLab exited: {log.read_text()[-2000:]}")
+            time.sleep(0.5)
+    pytest.fail(f"JupyterLab did not answer within a minute: {log.read_text()[-2000:]}")
+
+
+def test_sigterm_to_the_lab_launcher_stops_jupyterlab(tmp_path):
+    """`python -m nbcode.book.lab` is the JupyterLab process (exec): a process manager's SIGTERM to
+    it stops the server and frees its port, leaving no orphan."""
+    port = free_port()
+    command = [sys.executable, "-m", "nbcode.book.lab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+               "--ServerApp.token=", "--ServerApp.password=", "--allow-root",
+               "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    with open(tmp_path / "lab.log", "w") as log:
+        launcher = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_for_server(f"http://127.0.0.1:{port}", launcher, tmp_path / "lab.log")
+            launcher.terminate()
+            assert launcher.wait(timeout=30) is not None
+        finally:
+            launcher.kill()
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens on the port any more
 
 
 def git_diff(path: Path) -> str:
