@@ -1,21 +1,23 @@
-"""How the conditional SN-GAN is trained: its settings, the two optimisers, the discriminator
-and generator updates (the paper's eqs. 4-6) and the generator's moving average. torch and
-the standard library only: copy this file with gan.py, losses.py, normalization.py and
-projection.py.
+"""How the conditional SN-GAN is trained: its settings (the paper's recipe and ours), the two
+optimisers, the discriminator and generator updates (the paper's eqs. 4-6) and the generator's
+moving average. torch and the standard library only: copy this file with gan.py, losses.py,
+normalization.py, projection.py, diff_augment.py and augment.py.
 
-    g, d, g_opt, d_opt = build_gan(num_classes=100, lr=2e-4)
-    stats = gan_iteration(g, d, g_opt, d_opt, real, labels, loss="aw", rng=rng)
+    settings = GAN_RECIPES["improved"]
+    g, d, g_opt, d_opt = build_gan(num_classes=100, lr=settings.lr, lr_d=settings.lr_d)
+    stats = gan_iteration(g, d, g_opt, d_opt, real, labels, loss="aw", rng=rng, augment=settings.augment)
     update_ema(g_ema, g, decay=0.999)
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from nbcode.diff_augment import check_policy, diff_augment
 from nbcode.gan import Discriminator, Generator
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
 
@@ -30,34 +32,64 @@ def check_loss(loss: str) -> None:
 
 @dataclass(frozen=True)
 class GANSettings:
-    """How to train the GAN (the budgets come from the profile).
+    """How to train the GAN (the budgets come from the profile); the defaults are the paper's recipe.
 
     Attributes:
         loss: "aw" (adaptive-weighted discriminator loss, normalised) or "hinge" (plain sum).
         conditional: class-conditional (CBN + projection) or unconditional.
-        lr: Adam learning rate of both networks, with betas (0, 0.9). The paper gives no optimiser
-            settings for its GAN; these are SN-GAN practice (Miyato et al., 2018, lr 2e-4, betas (0, 0.9)).
+        name: "paper", "improved" or an ablation's name (GAN_RECIPES, gan_ablations).
+        lr: Adam learning rate of the generator, and of the discriminator unless `lr_d` is set, with
+            betas (0, 0.9). The paper gives no optimiser settings for its GAN; these are SN-GAN
+            practice (Miyato et al., 2018, lr 2e-4, betas (0, 0.9)).
+        lr_d: the discriminator's own learning rate (two time-scale update rule, Heusel et al.,
+            2017), or None: the same as `lr`.
         ema: decay of the exponential moving average of the generator's weights, in [0, 1)
             (0: none, the average then equals the generator).
+        augment: DiffAugment operations applied to every image D sees, real and generated
+            (nbcode.diff_augment; Zhao et al., 2020); () for none.
     """
 
     loss: str = "aw"
     conditional: bool = True
+    name: str = "paper"
     lr: float = 2e-4
+    lr_d: float | None = None
     ema: float = 0.999
+    augment: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_loss(self.loss)
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"the learning rate must be a finite number > 0, got {self.lr}")
+        for rate in (self.lr, self.lr if self.lr_d is None else self.lr_d):
+            if not (math.isfinite(rate) and rate > 0):
+                raise ValueError(f"a learning rate must be a finite number > 0, got {rate}")
         if not 0 <= self.ema < 1:
             raise ValueError(f"the EMA decay must lie in [0, 1), got {self.ema}")
+        check_policy(self.augment)
 
 
-def build_gan(num_classes: int, lr: float, device: torch.device | str = "cpu"
+GAN_RECIPES = {
+    "paper": GANSettings(),
+    "improved": GANSettings(name="improved", lr_d=4e-4, augment=("colour", "translation", "cutout")),
+}
+
+
+def gan_ablations(settings: GANSettings = GAN_RECIPES["improved"]) -> dict[str, GANSettings]:
+    """The improved recipe with one of its changes undone at a time (back to the paper's
+    setting), keyed by the change that is missing:
+
+        "two time-scale rates"  -> D at the generator's rate
+        "DiffAugment"           -> D sees the images as they are
+    """
+    paper = GAN_RECIPES["paper"]
+    return {"two time-scale rates": replace(settings, name=f"{settings.name}-no-ttur", lr_d=paper.lr_d),
+            "DiffAugment": replace(settings, name=f"{settings.name}-no-diffaugment", augment=paper.augment)}
+
+
+def build_gan(num_classes: int, lr: float, device: torch.device | str = "cpu", lr_d: float | None = None
               ) -> tuple[Generator, Discriminator, torch.optim.Adam, torch.optim.Adam]:
     """A fresh generator and discriminator with their Adam optimisers (betas (0, 0.9): SN-GAN practice,
-    Miyato et al., 2018; the paper states no GAN optimiser settings).
+    Miyato et al., 2018; the paper states no GAN optimiser settings): G at `lr`, D at `lr_d`
+    (None: also `lr`).
 
     Both networks are stored channels_last (NHWC): on a CPU their convolutions then take oneDNN's
     fast path, about 15% faster per iteration at batch 64 (benchmarks/gan_step.py). Feed the
@@ -66,7 +98,7 @@ def build_gan(num_classes: int, lr: float, device: torch.device | str = "cpu"
     g = Generator(num_classes).to(device, memory_format=torch.channels_last)
     d = Discriminator(num_classes).to(device, memory_format=torch.channels_last)
     g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.0, 0.9))
-    d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.0, 0.9))
+    d_opt = torch.optim.Adam(d.parameters(), lr=lr if lr_d is None else lr_d, betas=(0.0, 0.9))
     return g, d, g_opt, d_opt
 
 
@@ -123,17 +155,19 @@ def update_generator(g_opt: torch.optim.Optimizer, d: Discriminator, fake: torch
 
 def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, d_opt: torch.optim.Optimizer,
                   real: torch.Tensor, labels: torch.Tensor | None, loss: str, rng: torch.Generator,
-                  dtype: torch.dtype = torch.float32) -> dict:
+                  dtype: torch.dtype = torch.float32, augment: tuple[str, ...] = ()) -> dict:
     """One discriminator update, then one generator update, sharing one generated batch.
 
     As in PyTorch's DCGAN example, the images are generated once: D learns from them detached,
     then G's loss back-propagates through the same forward pass. With `dtype` bfloat16 the
     convolutions and matrix products run under bf16 autocast; weights, optimiser states, the
-    power iteration and the losses stay fp32.
+    power iteration and the losses stay fp32. With an `augment` policy, D sees every image, real
+    and generated, through DiffAugment; G's loss back-propagates through the augmentation.
 
     Args:
         real: (B, 3, 32, 32) in [-1, 1]; labels: (B,) int64, or None for an unconditional GAN.
-        loss: "aw" or "hinge"; rng: draws the noise z (g.latent values per image) and fake labels.
+        loss: "aw" or "hinge"; rng: draws the noise z (g.latent values per image), the fake
+            labels and the augmentations.
     Returns:
         The discriminator's statistics (`update_discriminator`) and "g_loss".
     """
@@ -143,6 +177,8 @@ def gan_iteration(g: Generator, d: Discriminator, g_opt: torch.optim.Optimizer, 
     z = torch.randn(batch, g.latent, generator=rng, device=device)
     with torch.autocast(device.type, torch.bfloat16, enabled=dtype == torch.bfloat16):
         fake = g(z, fake_labels)
+    if augment:  # one augmentation of each batch, differentiable: both updates see the same images
+        real, fake = diff_augment(real, augment, rng), diff_augment(fake, augment, rng)
     stats = update_discriminator(d, d_opt, real, labels, fake, fake_labels, loss, dtype)
     return stats | {"g_loss": update_generator(g_opt, d, fake, fake_labels, dtype)}
 

@@ -14,7 +14,7 @@ import pytest
 
 NBCODE = Path(__file__).resolve().parents[1] / "nbcode"
 PAPER = ("cost", "augment", "resnet", "classifier_recipe", "normalization", "projection", "losses", "gan",
-         "gan_recipe", "toy_gan")
+         "diff_augment", "gan_recipe", "toy_gan")
 ALLOWED = set(sys.stdlib_module_names) | {"torch"}
 
 # What a reader copies (the modules holding the blocks, with every paper module they import), and
@@ -51,9 +51,18 @@ USES = {
             fake = g(torch.randn(4, g.latent), labels)
             update_discriminator(d, d_opt, real, labels, fake, labels, loss)
             update_generator(g_opt, d, fake, labels)
+        settings = GAN_RECIPES["improved"]
+        g, d, g_opt, d_opt = build_gan(num_classes=10, lr=settings.lr, lr_d=settings.lr_d)
+        stats = gan_iteration(g, d, g_opt, d_opt, real, labels, "aw", rng, augment=settings.augment)
+        assert set(gan_ablations()) == {"two time-scale rates", "DiffAugment"}
         ema = Generator(num_classes=10)
         update_ema(ema, g, 0.999)
         assert ema(torch.randn(2, 128), torch.tensor([0, 1])).shape == (2, 3, 32, 32)
+    """),
+    "diff_augment": (("diff_augment",), """
+        x = torch.rand(2, 3, 32, 32, requires_grad=True)
+        diff_augment(x, ("colour", "translation", "cutout"), torch.Generator().manual_seed(0)).sum().backward()
+        assert x.grad.shape == x.shape
     """),
     "projection": (("projection",), """
         head = ProjectionHead(8, num_classes=3)

@@ -8,7 +8,7 @@ from torch.nn.utils import parametrize
 
 from nbcode.cost import count_parameters
 from nbcode.gan import Discriminator, Generator, to_uint8
-from nbcode.gan_recipe import GANSettings, build_gan, gan_iteration
+from nbcode.gan_recipe import GAN_RECIPES, GANSettings, build_gan, gan_ablations, gan_iteration
 from nbcode.losses import adaptive_weights, hinge_fake, hinge_real
 from nbcode.runs.gan import GANDivergedError, load_trained_generator, run_summary, train_gan
 from nbcode.runs.profiles import get_profile
@@ -102,8 +102,9 @@ def test_precision_is_part_of_the_gan_run_and_fp32_can_be_forced(tmp_path, monke
     assert all(map(math.isfinite, bf16["log"]["d_loss"] + bf16["log"]["g_loss"]))
 
 
-def test_training_resumes_exactly_and_caches(tmp_path):
-    settings = GANSettings(loss="aw")
+@pytest.mark.parametrize("recipe", ["paper", "improved"])
+def test_training_resumes_exactly_and_caches(tmp_path, recipe):
+    settings = GAN_RECIPES[recipe]  # the improved one draws its augmentations from the step's generator too
     straight = train_gan(settings, TINY, dataset="synthetic", runs_dir=tmp_path / "a", progress=False)
     train_gan(settings, TINY, dataset="synthetic", runs_dir=tmp_path / "b", progress=False, stop_after=2)
     resumed = train_gan(settings, TINY, dataset="synthetic", runs_dir=tmp_path / "b", progress=False)
@@ -162,7 +163,32 @@ def test_an_unknown_loss_name_is_an_error_naming_the_valid_ones(loss):
 
 
 @pytest.mark.parametrize("changes", [{"ema": float("nan")}, {"ema": 1.0}, {"ema": 1.5}, {"ema": -0.1},
-                                     {"lr": 0.0}, {"lr": -1e-4}, {"lr": float("inf")}])
+                                     {"lr": 0.0}, {"lr": -1e-4}, {"lr": float("inf")}, {"lr_d": 0.0},
+                                     {"lr_d": float("nan")}, {"augment": ("flip",)}])
 def test_gan_settings_are_validated_where_they_are_made(changes):
     with pytest.raises(ValueError):
         GANSettings(**changes)
+
+
+def test_each_gan_ablation_undoes_exactly_one_change():
+    improved, paper = dataclasses.asdict(GAN_RECIPES["improved"]), dataclasses.asdict(GAN_RECIPES["paper"])
+    undone = {"two time-scale rates": {"lr_d"}, "DiffAugment": {"augment"}}
+    assert set(gan_ablations()) == set(undone)
+    for change, settings in gan_ablations().items():
+        fields = dataclasses.asdict(settings)
+        differing = {k for k in fields if k != "name" and fields[k] != improved[k]}
+        assert differing == undone[change], change
+        assert all(fields[k] == paper[k] for k in differing)  # back to the paper's setting
+        assert settings.name not in ("improved", "paper")  # its own run folder and label
+    assert {k for k in improved if improved[k] != paper[k]} == {"name", *set().union(*undone.values())}
+
+
+def test_the_discriminator_learns_at_its_own_rate_and_the_recipe_names_the_run(tmp_path):
+    _, _, g_opt, d_opt = build_gan(10, 2e-4, lr_d=4e-4)
+    assert g_opt.param_groups[0]["lr"] == 2e-4 and d_opt.param_groups[0]["lr"] == 4e-4
+    assert build_gan(10, 2e-4)[3].param_groups[0]["lr"] == 2e-4  # one rate: the paper's recipe
+    paper, improved = (train_gan(GAN_RECIPES[name], TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
+                       for name in ("paper", "improved"))
+    assert "-aw-paper-" in paper["run"] and "-aw-improved-" in improved["run"]
+    assert improved["settings"]["augment"] == list(GAN_RECIPES["improved"].augment)
+    assert paper["log"]["d_loss"] != improved["log"]["d_loss"]

@@ -22,7 +22,7 @@ from nbcode.data.datasets import (
     make_synthetic,
 )
 from nbcode.gan_recipe import GANSettings
-from nbcode.metrics.evaluation import evaluate_gan
+from nbcode.metrics.evaluation import evaluate_gan, score_on_training_images
 from nbcode.metrics.fid import fid_kid, inception_weights, real_floor, sample_images
 from nbcode.metrics.inception import offline_inception_weights
 from nbcode.metrics.nearest import real_lpips
@@ -113,6 +113,21 @@ def test_a_run_on_the_ten_class_stand_in_is_evaluated_on_it(tmp_path, monkeypatc
     with pytest.raises(DataChangedError, match="trained on synthetic"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         load_run_split(record["data_source"], TINY, "test")
+
+
+def test_recipes_are_chosen_on_training_images_never_the_test_split(tmp_path):
+    record = train_gan(GANSettings(), TINY, dataset="synthetic", runs_dir=tmp_path, **QUIET)
+    scores = score_on_training_images(record, TINY, tmp_path)
+    training = load_run_split(record["data_source"], TINY, "train").subset(TINY.fid_samples, seed=2)
+    generator = load_trained_generator(record, tmp_path)
+    direct = fid_kid(generator, training, TINY.fid_samples, runs_dir=tmp_path)
+    assert scores["fid"] == pytest.approx(direct["fid"]) and scores["kind"] == "training-fid"
+    test = load_run_split(record["data_source"], TINY, "test").subset(TINY.fid_samples)
+    assert scores["fid"] != pytest.approx(fid_kid(generator, test, TINY.fid_samples, runs_dir=tmp_path)["fid"])
+    path = tmp_path / "evaluation" / f"{record['run']}.training.json"
+    assert score_on_training_images(record, TINY, tmp_path) == scores  # read back, not computed again
+    path.write_text(path.read_text().replace(scores["run_digest"], "another run's digest"))
+    assert score_on_training_images(record, TINY, tmp_path)["run_digest"] == scores["run_digest"]  # made again
 
 
 # 3. Records and checkpoints are bound to each other and to their run ---------------------------------

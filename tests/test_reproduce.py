@@ -27,15 +27,18 @@ def checkpoint_times(runs) -> dict:
 def test_every_stage_ends_with_a_complete_record(reproduced):
     runs, stages = reproduced
     assert [s.name for s in stages] == [*CLASSIFIER_RUNS, *GAN_RUNS, "evaluation conditional aw",
-                                        "evaluation unconditional aw", "evaluation conditional hinge"]
+                                        "evaluation conditional aw improved", "evaluation unconditional aw",
+                                        "evaluation conditional hinge"]
     for stage in stages[:3]:
         assert "final" in stage.record and stage.record["step"] == SMOKE.classifier_steps
-    for stage in stages[3:6]:
+    for stage in stages[3:7]:
         assert stage.record["step"] == SMOKE.gan_iterations
-    hinge, aw = stages[5].record, stages[3].record
+    aw, improved, hinge = stages[3].record, stages[4].record, stages[6].record
     assert hinge["settings"]["loss"] == "hinge" and aw["settings"]["loss"] == "aw"
     assert hinge["seed"] == aw["seed"] and hinge["iterations"] == aw["iterations"]  # the aw run's twin
-    for stage in stages[6:]:
+    assert (aw["settings"]["name"], improved["settings"]["name"]) == ("paper", "improved")
+    assert improved["settings"]["loss"] == "aw" and improved["settings"]["conditional"]
+    for stage in stages[7:]:
         assert stage.record["n_generated"] == SMOKE.fid_samples and "lpips_mean" in stage.record
 
 
@@ -44,7 +47,7 @@ def test_a_second_call_redoes_nothing(reproduced, capsys):
     before = checkpoint_times(runs)
     again = reproduce(SMOKE, "synthetic", runs, progress=False)
     assert checkpoint_times(runs) == before
-    assert "all done: 9 stages" in capsys.readouterr().out
+    assert "all done: 11 stages" in capsys.readouterr().out
     assert [s.record["run"] for s in again] == [s.record["run"] for s in reproduced[1]]
 
 
@@ -60,12 +63,12 @@ def test_an_interrupted_reproduction_resumes_where_it_stopped(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         reproduce(SMOKE, "synthetic", tmp_path, progress=False)
     before = checkpoint_times(tmp_path)
-    assert len(before) == 5  # three classifiers and two GANs finished
+    assert len(before) == 6  # three classifiers and three GANs finished
     monkeypatch.setattr(nbcode.runs.reproduce, "train_gan", real_train_gan)
     stages = reproduce(SMOKE, "synthetic", tmp_path, progress=False)
     after = checkpoint_times(tmp_path)
     assert all(after[path] == stamp for path, stamp in before.items())  # finished runs were not redone
-    assert len(after) == 6 and stages[5].record["step"] == SMOKE.gan_iterations
+    assert len(after) == 7 and stages[6].record["step"] == SMOKE.gan_iterations
 
 
 def test_export_is_small_and_the_book_shows_it_labelled(reproduced, tmp_path, monkeypatch):
@@ -74,7 +77,7 @@ def test_export_is_small_and_the_book_shows_it_labelled(reproduced, tmp_path, mo
     assert folder.name.startswith("smoke-synthetic-")
     files = [p for p in folder.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 3_000_000 and not [p for p in files if p.suffix == ".pt"]
-    assert len(list((folder / "grids").glob("*.png"))) == 3 and len(list((folder / "records").glob("*.json"))) == 9
+    assert len(list((folder / "grids").glob("*.png"))) == 4 and len(list((folder / "records").glob("*.json"))) == 11
 
     book = tmp_path / "book"
     book.mkdir()
@@ -87,10 +90,11 @@ def test_export_is_small_and_the_book_shows_it_labelled(reproduced, tmp_path, mo
     intro, results = (book / "intro.md").read_text(), (book / "results.md").read_text()
     assert "No finished runs at this profile" in intro  # the reader's own runs: none here
     assert "test accuracy" in intro and "LPIPS to the nearest training image" in intro
+    assert "paper recipe" in intro and "improved recipe" in intro  # both GAN recipes on the card
     assert "synthetic, smoke profile" in intro and "(results/smoke-synthetic-" in intro
     assert "not comparable yet" in intro and "| reproduced |" not in intro  # synthetic is never the paper's data
     assert "## results/ export: smoke profile, synthetic" in results and "![Test accuracy" in results
-    assert results.count("![gan-") == 3 and len(list((book / "_generated" / "results").rglob("*.png"))) == 3
+    assert results.count("![gan-") == 4 and len(list((book / "_generated" / "results").rglob("*.png"))) == 4
 
 
 def test_binned_logs_keep_means_and_the_last_case():

@@ -78,20 +78,23 @@ def recipe_verdict(baseline: dict, other: dict) -> Verdict:
     return verdict(measured, difference, spread, f"{'better' if difference > 0 else 'worse'} at this budget")
 
 
-def gan_verdict(conditional: dict, unconditional: dict) -> Verdict:
-    """One sentence comparing two `fid_kid` results, conditional against unconditional, by KID.
+def gan_verdict(first: dict, second: dict, names: tuple[str, str] = ("conditional", "unconditional")) -> Verdict:
+    """One sentence comparing two `fid_kid` results by KID, first minus second (lower is better).
 
     The spread is the two KIDs' standard deviations over subsets, combined (conservative: larger
     than the standard error of either mean). A difference under twice the spread is called
     "inconclusive at this budget".
+
+    Args:
+        names: what the two results are of, for the sentence, e.g. ("improved", "paper recipe").
     """
-    difference = conditional["kid_mean"] - unconditional["kid_mean"]
-    spread = (conditional["kid_std"] ** 2 + unconditional["kid_std"] ** 2) ** 0.5
-    measured = (f"conditional - unconditional: KID x1000 {1000 * difference:+.2f} (spread {1000 * spread:.2f}), "
-                f"FID {conditional['fid']:.2f} vs {unconditional['fid']:.2f} at {conditional['n_generated']:,} "
-                f"vs {conditional['n_reference']:,} images")
-    return verdict(measured, difference, spread,
-                   f"the {'conditional' if difference < 0 else 'unconditional'} GAN is better at this budget")
+    difference = first["kid_mean"] - second["kid_mean"]
+    spread = (first["kid_std"] ** 2 + second["kid_std"] ** 2) ** 0.5
+    measured = (f"{names[0]} - {names[1]}: KID x1000 {1000 * difference:+.2f} (spread {1000 * spread:.2f}), "
+                f"FID {first['fid']:.2f} vs {second['fid']:.2f} at {first['n_generated']:,} "
+                f"vs {first['n_reference']:,} images")
+    return verdict(measured, difference, spread, f"the {names[0] if difference < 0 else names[1]} GAN is better "
+                   f"at this budget")
 
 
 def copying_verdict(record: dict) -> Verdict:

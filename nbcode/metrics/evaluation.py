@@ -65,6 +65,26 @@ def evaluate_gan(record: dict, profile: Profile, runs_dir: str | Path | None = N
     return save_evaluation(record, scores, runs_dir)
 
 
+def score_on_training_images(record: dict, profile: Profile, runs_dir: str | Path | None = None) -> dict:
+    """FID and KID of `profile.fid_samples` samples of a GAN run against as many of the training
+    images it learned from (seeded subset), or the record made earlier of this run record.
+
+    This is the validation side of the GAN chapters: recipes and their ablations are chosen on
+    it, never on the test split, which `evaluate_gan` keeps for the final comparison.
+    """
+    path = runs_root(runs_dir) / "evaluation" / f"{record['run']}.training.json"
+    earlier = _earlier_evaluation(path, record, profile.fid_samples)
+    if earlier is not None:
+        return earlier
+    reference = load_run_split(record["data_source"], profile, "train").subset(profile.fid_samples, seed=2)
+    scores = fid_kid(load_trained_generator(record, runs_dir), reference, profile.fid_samples, runs_dir=runs_dir)
+    result = {"kind": "training-fid", "run": record["run"], "run_digest": record_digest(record),
+              "recipe": record["settings"]["name"], "dataset": record["dataset"], "profile": record["profile"],
+              "iterations": record["iterations"], "commit": git_commit(), **scores}
+    write_json(path, result)
+    return result
+
+
 def _earlier_evaluation(path: Path, run: dict, n_generated: int) -> dict | None:
     """The evaluation record at `path` when it was made of the run record `run` at `n_generated`
     samples and passes its checks, else None (then it is made again; a damaged one with a warning)."""
@@ -91,7 +111,8 @@ def save_recognisability(run: dict, generated: torch.Tensor, real: torch.Tensor,
         The record: mean accuracies in [0, 1], chance (1 / C), its binomial spread, the budget.
     """
     accuracy = generated.nanmean().item()
-    record = {"kind": "gan-test", "run": run["run"], "run_digest": record_digest(run), "dataset": run["dataset"],
+    record = {"kind": "gan-test", "run": run["run"], "run_digest": record_digest(run),
+              "recipe": run["settings"]["name"], "dataset": run["dataset"],
               "profile": run["profile"], "iterations": run["iterations"], "n_generated": n_generated,
               "accuracy": accuracy, "spread": (accuracy * (1 - accuracy) / n_generated) ** 0.5,
               "chance": 1 / len(generated), "real_accuracy": real.nanmean().item(), "commit": git_commit()}
@@ -103,7 +124,7 @@ def save_evaluation(run: dict, scores: dict, runs_dir: str | Path | None = None)
     """Write the `scores` of a GAN run record (FID/KID, LPIPS) as an evaluation record for the book,
     bound to that run record by its digest."""
     record = {"kind": "evaluation", "run": run["run"], "run_digest": record_digest(run),
-              "conditional": run["settings"]["conditional"],
+              "conditional": run["settings"]["conditional"], "recipe": run["settings"]["name"],
               "loss": run["settings"]["loss"], "dataset": run["dataset"], "profile": run["profile"],
               "iterations": run["iterations"], "device": run["device"], "commit": git_commit(), **scores}
     write_json(runs_root(runs_dir) / "evaluation" / f"{run['run']}.json", record)

@@ -47,9 +47,11 @@ RECORD_KEYS = {
                    "seed", "dataset", "data", "data_source", "history", "step", "train_seconds"),
     "gan": ("run", "architecture", "settings", "classes", "profile", "iterations", "batch", "seed", "dataset",
             "data", "data_source", "log", "step", "train_seconds"),
-    "evaluation": ("run", "run_digest", "conditional", "loss", "dataset", "profile", "iterations", "fid",
+    "evaluation": ("run", "run_digest", "conditional", "recipe", "loss", "dataset", "profile", "iterations", "fid",
                    "kid_mean", "kid_std", "n_generated", "n_reference", "fid_floor", "kid_floor", "lpips_mean"),
-    "gan-test": ("run", "run_digest", "dataset", "profile", "iterations", "n_generated", "accuracy", "spread",
+    "training-fid": ("run", "run_digest", "recipe", "dataset", "profile", "iterations", "fid", "kid_mean", "kid_std",
+                     "n_generated", "n_reference"),
+    "gan-test": ("run", "run_digest", "recipe", "dataset", "profile", "iterations", "n_generated", "accuracy", "spread",
                  "chance", "real_accuracy"),
 }
 

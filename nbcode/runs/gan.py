@@ -3,7 +3,7 @@
     record = train_gan(GANSettings(loss="aw"), get_profile("quick"))   # trains, or loads the cache
     g = load_trained_generator(record)                                  # EMA generator, eval mode
 
-Headless:  python -m nbcode.runs.gan --profile paper --loss aw
+Headless:  python -m nbcode.runs.gan --profile paper --loss aw [--recipe improved]
 
 The settings and the D and G updates are the paper's layer (nbcode.gan_recipe); this module runs
 them. Like the classifier's, a run lives in a folder under the runs root named by what produced it
@@ -18,7 +18,7 @@ import argparse
 import copy
 import math
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -35,7 +35,7 @@ from nbcode.data.datasets import (
     load_for_profile,
 )
 from nbcode.gan import Generator, to_gan_range
-from nbcode.gan_recipe import GANSettings, build_gan, gan_iteration, update_ema
+from nbcode.gan_recipe import GAN_RECIPES, GANSettings, build_gan, gan_iteration, update_ema
 from nbcode.runs.allocator import keep_freed_memory
 from nbcode.runs.cache import git_commit, load_checkpoint, runs_root, settings_hash
 from nbcode.runs.precision import precision_name, training_dtype
@@ -105,7 +105,8 @@ def _gan_record(folder: Path, settings: GANSettings, profile: Profile, data: tup
     and the record's `data_source` entry."""
     train, source = data
     return {"kind": "gan", "run": folder.name, "architecture": _architecture(settings, train),
-            "settings": asdict(settings), "parameters": parameters, "profile": profile.name,
+            "settings": asdict(settings) | {"augment": list(settings.augment)},  # as JSON reads it back
+            "parameters": parameters, "profile": profile.name,
             "iterations": profile.gan_iterations, "batch": profile.gan_batch, "seed": seed,
             "precision": precision_name(dtype), "dataset": train.name, "data": train.describe(),
             "data_source": source, "classes": train.classes, "device": str(pick_device()), "commit": git_commit(),
@@ -123,8 +124,9 @@ def _check_finite(stats: dict, step: int, folder: Path) -> None:
     if not (math.isfinite(stats["d_loss"]) and math.isfinite(stats["g_loss"])):
         raise GANDivergedError(
             f"training diverged at iteration {step + 1}: D loss {stats['d_loss']}, G loss {stats['g_loss']}. "
-            f"The last good checkpoint is kept in {folder / CHECKPOINT}; lower the learning rate "
-            f"(GANSettings(lr=...), or --lr on the command line) or change the seed: either makes a new run. "
+            f"The last good checkpoint is kept in {folder / CHECKPOINT}; lower the learning rates "
+            f"(GANSettings(lr=..., lr_d=...), or --lr and --lr-d on the command line) or change the seed: either "
+            f"makes a new run. "
             f"Delete the folder to start this one over.")
 
 
@@ -137,7 +139,7 @@ def _train(settings: GANSettings, profile: Profile, data: tuple[ImageData, dict]
     num_classes = len(train.classes) if settings.conditional else 0
     images, labels = train.images.to(device), train.labels.to(device)
     torch.manual_seed(seed)
-    g, d, g_opt, d_opt = build_gan(num_classes, settings.lr, device)
+    g, d, g_opt, d_opt = build_gan(num_classes, settings.lr, device, lr_d=settings.lr_d)
     g_ema = copy.deepcopy(g).eval()  # the average starts as the generator itself
     grid_z, grid_y = _grid_inputs(num_classes, g.latent, device)
     record = _gan_record(folder, settings, profile, data, seed, dtype,
@@ -150,7 +152,7 @@ def _train(settings: GANSettings, profile: Profile, data: tuple[ImageData, dict]
         rng = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
         real, index = real_batch(images, profile.gan_batch, step, seed, rng)
         stats = gan_iteration(g, d, g_opt, d_opt, real, labels[index] if num_classes else None, settings.loss, rng,
-                              dtype)
+                              dtype, settings.augment)
         update_ema(g_ema, g, min(settings.ema, (1 + step) / (10 + step)))  # short warm-up of the average
         _check_finite(stats, step, folder)
         for key, value in stats.items():
@@ -199,7 +201,8 @@ def run_name(settings: GANSettings, train: ImageData, profile: Profile, seed: in
            "budgets": {name: getattr(profile, name) for name in ("train_limit", "gan_iterations", "gan_batch")},
            "data": [train.name, train.split, train.verified, len(train), train.fingerprint()]}
     kind = "conditional" if settings.conditional else "unconditional"
-    return (f"gan-{kind}-{settings.loss}-{train.name}-{profile.name}-{profile.gan_iterations}x{profile.gan_batch}-"
+    return (f"gan-{kind}-{settings.loss}-{settings.name}-{train.name}-{profile.name}-"
+            f"{profile.gan_iterations}x{profile.gan_batch}-"
             f"seed{seed}-{precision_name(dtype)}-{settings_hash(key)}")
 
 
@@ -245,16 +248,21 @@ def load_trained_generator(record: dict, runs_dir: str | Path | None = None, dev
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m nbcode.runs.gan", description="Train the SN-GAN headless.")
     parser.add_argument("--profile", choices=list(PROFILES), default=None, help="default: $NBCODE_PROFILE or quick")
+    parser.add_argument("--recipe", choices=list(GAN_RECIPES), default="paper",
+                        help="the paper's recipe or ours (the rate and EMA options below override it)")
     parser.add_argument("--loss", choices=["aw", "hinge"], default="aw")
     parser.add_argument("--unconditional", action="store_true")
-    parser.add_argument("--lr", type=float, default=GANSettings.lr, help="Adam learning rate of G and D")
-    parser.add_argument("--ema", type=float, default=GANSettings.ema, help="decay of the generator's average")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate of G (and of D, unless --lr-d)")
+    parser.add_argument("--lr-d", type=float, default=None, help="the discriminator's own learning rate")
+    parser.add_argument("--ema", type=float, default=None, help="decay of the generator's average")
     parser.add_argument("--dataset", choices=["cifar100", "cifar10", "synthetic"], default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs-dir", default=None, help="default: $NBCODE_RUNS or ~/.cache/nbcode/runs")
     args = parser.parse_args()
     try:
-        settings = GANSettings(loss=args.loss, conditional=not args.unconditional, lr=args.lr, ema=args.ema)
+        chosen = {"lr": args.lr, "lr_d": args.lr_d, "ema": args.ema}
+        settings = replace(GAN_RECIPES[args.recipe], loss=args.loss, conditional=not args.unconditional,
+                           **{key: value for key, value in chosen.items() if value is not None})
     except ValueError as error:
         parser.error(str(error))
     try:

@@ -39,6 +39,8 @@ class Profile:
         comparison_eval_every: evaluate those runs every this many steps.
         gan_iterations: generator updates of the GAN (the paper: 50,000).
         gan_batch: images per GAN step.
+        gan_comparison_iterations: generator updates of the ablation runs of notebook 06
+            (`gan_comparison_budget`), at the same batch.
         fid_samples: generated images, and reference images, for FID and KID.
         toy_steps: iterations of the 2-D toy GAN (notebooks 03 and 04).
         toy_seeds: seeds per loss in the toy-GAN comparison.
@@ -56,6 +58,7 @@ class Profile:
     comparison_eval_every: int
     gan_iterations: int
     gan_batch: int
+    gan_comparison_iterations: int
     fid_samples: int
     toy_steps: int
     toy_seeds: int
@@ -74,17 +77,18 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", train_limit=2048, allow_synthetic=True,
                      classifier_steps=30, classifier_batch=64, eval_every=10, eval_images=256,
                      comparison_steps=30, comparison_eval_every=10,
-                     gan_iterations=20, gan_batch=32, fid_samples=32,
+                     gan_iterations=20, gan_batch=32, gan_comparison_iterations=20, fid_samples=32,
                      toy_steps=40, toy_seeds=2, timing_repeats=3),
     "quick": Profile("quick", train_limit=None, allow_synthetic=False,
                      classifier_steps=650, classifier_batch=512, eval_every=65, eval_images=1000,
                      comparison_steps=60, comparison_eval_every=12,
-                     gan_iterations=4000, gan_batch=64, fid_samples=500,
+                     gan_iterations=4000, gan_batch=64, gan_comparison_iterations=600, fid_samples=500,
                      toy_steps=1500, toy_seeds=3, timing_repeats=20),
     "paper": Profile("paper", train_limit=None, allow_synthetic=False,
                      classifier_steps=10_000, classifier_batch=512, eval_every=500, eval_images=None,
                      comparison_steps=10_000, comparison_eval_every=500,
-                     gan_iterations=50_000, gan_batch=64, fid_samples=10_000,
+                     gan_iterations=50_000, gan_batch=64, gan_comparison_iterations=50_000,
+                     fid_samples=10_000,
                      toy_steps=3000, toy_seeds=5, timing_repeats=50),
 }
 
@@ -108,6 +112,12 @@ def comparison_budget(profile: Profile) -> Profile:
     every `comparison_eval_every` steps: the budget of notebook 02's comparisons."""
     return replace(profile, classifier_steps=profile.comparison_steps,
                    eval_every=profile.comparison_eval_every)
+
+
+def gan_comparison_budget(profile: Profile) -> Profile:
+    """`profile` with its GAN budget cut to `gan_comparison_iterations` (same batch): the budget of
+    notebook 06's ablation runs."""
+    return replace(profile, gan_iterations=profile.gan_comparison_iterations)
 
 
 def absolute_path_setting(variable: str) -> Path | None:

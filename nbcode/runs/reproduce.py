@@ -3,8 +3,9 @@
     python -m nbcode.runs.reproduce --profile paper --dataset cifar10 [--export results]
 
 1. classifiers: the three runs of notebook 2 (paper recipe; improved; improved at 2x width);
-2. GANs: the conditional and unconditional aw-GAN, and a hinge-loss twin of the conditional run
-   (same budget and seed), so that the paper's claim that the aw loss helps gets a full-budget test;
+2. GANs: the conditional aw-GAN with the paper's recipe and with ours (notebook 6), the
+   unconditional aw-GAN, and a hinge-loss twin of the conditional run (same budget and seed), so
+   that the paper's claim that the aw loss helps gets a full-budget test;
 3. evaluation of each GAN: FID and KID of `profile.fid_samples` samples against as many test
    images, beside real training images against the same test images (the floor at that n), and
    LPIPS to the nearest training images beside real test images' (nbcode.metrics.nearest).
@@ -23,13 +24,13 @@ import argparse
 import json
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from nbcode.data.datasets import DataMissingError, dataset_name, ensure_downloaded
-from nbcode.gan_recipe import GANSettings
+from nbcode.gan_recipe import GAN_RECIPES
 from nbcode.metrics.evaluation import evaluate_gan
 from nbcode.runs.cache import git_commit, write_json
 from nbcode.runs.classifier import train_classifier
@@ -38,9 +39,10 @@ from nbcode.runs.profiles import PROFILES, Profile, get_profile, pick_device
 
 CLASSIFIER_RUNS = {"classifier paper x1": ("paper", 1), "classifier improved x1": ("improved", 1),
                    "classifier improved x2": ("improved", 2)}
-GAN_RUNS = {"gan conditional aw": GANSettings(loss="aw"),
-            "gan unconditional aw": GANSettings(loss="aw", conditional=False),
-            "gan conditional hinge": GANSettings(loss="hinge")}
+GAN_RUNS = {"gan conditional aw": GAN_RECIPES["paper"],
+            "gan conditional aw improved": GAN_RECIPES["improved"],
+            "gan unconditional aw": replace(GAN_RECIPES["paper"], conditional=False),
+            "gan conditional hinge": replace(GAN_RECIPES["paper"], loss="hinge")}
 LOG_POINTS = 1000  # per-iteration GAN logs are exported as this many bin means at most
 
 
