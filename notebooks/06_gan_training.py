@@ -279,7 +279,7 @@ for name, s in on_training.items():
           f"± {1000 * s['kid_std']:.2f}  ({s['n_generated']:,} samples vs {s['n_reference']:,} "
           f"training images)")
 recipes_verdict = gan_verdict(on_training["improved recipe"], on_training["paper recipe"],
-                              ("improved recipe", "paper recipe"))
+                              ("the improved recipe", "the paper recipe"))
 print(recipes_verdict)
 
 # %% [markdown]
@@ -300,7 +300,7 @@ full_scores = score_on_training_images(full, comparison)
 earned = []
 for change, run in ablated.items():
     verdict = gan_verdict(full_scores, score_on_training_images(run, comparison),
-                          (f"with {change}", f"without {change}"))
+                          (f"the run with {change}", f"the run without {change}"))
     print(f"{change}: {verdict}")
     if verdict.conclusive and verdict.difference < 0:  # lower KID with the change
         earned.append(change)

@@ -281,11 +281,12 @@ budget = (f"{records['conditional']['dataset']}, {profile.name} profile, "
           f"{records['conditional']['iterations']:,} iterations, {profile.fid_samples:,} vs "
           f"{profile.fid_samples:,} images")
 for name, s in scores.items():
-    print(f"{name}: FID {s['fid']:.2f} = {s['fid'] / floor['fid']:.1f}x the real-vs-real floor "
+    print(f"{name}: FID {s['fid']:.2f} = {s['fid'] / floor['fid']:.2f}x the real-vs-real floor "
           f"{floor['fid']:.2f} ({budget})")
     print(f"  LPIPS: {copying_verdict(s)}")
 print(gan_verdict(scores["conditional"], scores["unconditional"]))
-print(gan_verdict(scores["improved"], scores["conditional"], ("improved recipe", "paper recipe")))
+print(gan_verdict(scores["improved"], scores["conditional"],
+                  ("the improved recipe", "the paper recipe")))
 for name, verdict in recognisable.items():
     print(f"Class by class, {records[name]['settings']['name']} recipe: {verdict}")
 

@@ -109,3 +109,11 @@ def test_the_gan_verdict_follows_the_numbers(kid, expected):
     def scores(mean):
         return {"kid_mean": mean, "kid_std": 0.002, "fid": 100 * mean, "n_generated": 500, "n_reference": 500}
     assert gan_verdict(scores(kid[0]), scores(kid[1])).text.endswith(f"{expected}.")
+
+
+def test_the_gan_verdict_names_what_it_compares():
+    def scores(mean):
+        return {"kid_mean": mean, "kid_std": 0.002, "fid": 100 * mean, "n_generated": 500, "n_reference": 500}
+    text = gan_verdict(scores(0.010), scores(0.050), ("the improved recipe", "the paper recipe")).text
+    assert text.startswith("the improved recipe - the paper recipe: KID x1000 -40.00")
+    assert text.endswith(": the improved recipe is better at this budget.")

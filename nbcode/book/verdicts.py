@@ -78,7 +78,8 @@ def recipe_verdict(baseline: dict, other: dict) -> Verdict:
     return verdict(measured, difference, spread, f"{'better' if difference > 0 else 'worse'} at this budget")
 
 
-def gan_verdict(first: dict, second: dict, names: tuple[str, str] = ("conditional", "unconditional")) -> Verdict:
+def gan_verdict(first: dict, second: dict,
+                names: tuple[str, str] = ("the conditional GAN", "the unconditional GAN")) -> Verdict:
     """One sentence comparing two `fid_kid` results by KID, first minus second (lower is better).
 
     The spread is the two KIDs' standard deviations over subsets, combined (conservative: larger
@@ -86,15 +87,14 @@ def gan_verdict(first: dict, second: dict, names: tuple[str, str] = ("conditiona
     "inconclusive at this budget".
 
     Args:
-        names: what the two results are of, for the sentence, e.g. ("improved", "paper recipe").
+        names: what the two results are of, for the sentence, e.g. ("the improved recipe", "the paper recipe").
     """
     difference = first["kid_mean"] - second["kid_mean"]
     spread = (first["kid_std"] ** 2 + second["kid_std"] ** 2) ** 0.5
     measured = (f"{names[0]} - {names[1]}: KID x1000 {1000 * difference:+.2f} (spread {1000 * spread:.2f}), "
                 f"FID {first['fid']:.2f} vs {second['fid']:.2f} at {first['n_generated']:,} "
                 f"vs {first['n_reference']:,} images")
-    return verdict(measured, difference, spread, f"the {names[0] if difference < 0 else names[1]} GAN is better "
-                   f"at this budget")
+    return verdict(measured, difference, spread, f"{names[0] if difference < 0 else names[1]} is better at this budget")
 
 
 def copying_verdict(record: dict) -> Verdict:
