@@ -65,6 +65,13 @@ def best(sources: list[tuple[str, list[dict]]], wanted) -> tuple[dict, str] | No
     return max(found, key=lambda pair: budget_rank(pair[0]), default=None)
 
 
+def best_per_recipe(sources: list[tuple[str, list[dict]]], wanted) -> list[tuple[dict, str]]:
+    """`best` for the paper's recipe, then for our improved one, leaving out a recipe with no record;
+    `wanted(record, recipe)` says whether a record counts for that recipe."""
+    found = [best(sources, lambda record: wanted(record, recipe)) for recipe in ("paper", "improved")]
+    return [pair for pair in found if pair is not None]
+
+
 def parameter_rows() -> list[list[str]]:
     """The parameter counts of the paper's networks (at 100 classes), counted from the code."""
     rows = []
@@ -88,9 +95,8 @@ def accuracy_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
     for width, paper, spread in ((1, 57.7, 2.3), (2, 65.0, 2.3)):
         claim = f"DS-ResNet, {width}× width: test accuracy, {PAPER_STEPS:,} × 512 steps"
         paper_text = f"{paper:.1f}% ± {spread}%" if width == 1 else f"{paper:.0f}%"
-        found = [best(sources, lambda r: r["kind"] == "classifier" and "final" in r and r["width_factor"] == width
-                      and r["recipe"]["name"] == recipe) for recipe in ("paper", "improved")]
-        found = [pair for pair in found if pair is not None]
+        found = best_per_recipe(sources, lambda r, recipe: r["kind"] == "classifier" and "final" in r
+                                and r["width_factor"] == width and r["recipe"]["name"] == recipe)
         if not found:
             rows.append([claim, paper_text, "no run yet", "—", "not comparable yet"])
             continue
@@ -110,10 +116,8 @@ def gan_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
     rows = []
     for conditional, paper in ((True, 38.27), (False, 32.00)):
         claim = f"{'Conditional' if conditional else 'Unconditional'} aw-GAN: FID against the test split"
-        found = [best(sources, lambda r: r["kind"] == "evaluation" and r["loss"] == "aw"
-                      and r["conditional"] == conditional and r["recipe"] == recipe)
-                 for recipe in ("paper", "improved")]
-        found = [pair for pair in found if pair is not None]
+        found = best_per_recipe(sources, lambda r, recipe: r["kind"] == "evaluation" and r["loss"] == "aw"
+                                and r["conditional"] == conditional and r["recipe"] == recipe)
         lpips_claim = ["Conditional aw-GAN: LPIPS to the nearest training image", "0.23 (settings not stated)"]
         if not found:
             rows.append([claim, f"{paper:.2f}", "no evaluation yet", "—", "not comparable yet"])
@@ -137,9 +141,7 @@ def qualitative_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
     chapter 7: generated images classified by chapter 2's ResNet) and recognisable interpolations
     (Figure 3, judged by eye)."""
     claim = "The conditional model is preferred: its samples are class-specific"
-    found = [best(sources, lambda r: r["kind"] == "gan-test" and r["recipe"] == recipe)
-             for recipe in ("paper", "improved")]
-    found = [pair for pair in found if pair is not None]
+    found = best_per_recipe(sources, lambda r, recipe: r["kind"] == "gan-test" and r["recipe"] == recipe)
     if not found:
         row = [claim, "(qualitative)", "not measured yet", "—", "not comparable yet"]
     else:
