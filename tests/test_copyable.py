@@ -14,7 +14,7 @@ import pytest
 
 NBCODE = Path(__file__).resolve().parents[1] / "nbcode"
 PAPER = ("cost", "augment", "resnet", "classifier_recipe", "normalization", "projection", "losses", "gan",
-         "diff_augment", "gan_recipe", "toy_gan")
+         "diff_augment", "gan_recipe", "toy_gan", "mobilenet", "sle_gan")
 ALLOWED = set(sys.stdlib_module_names) | {"torch"}
 
 # What a reader copies (the modules holding the blocks, with every paper module they import), and
@@ -23,6 +23,17 @@ USES = {
     "resnet": (("resnet",), """
         model = DSResNet()
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 100)
+    """),
+    "mobilenet": (("mobilenet",), """
+        model = MobileNetV2Small(num_classes=10)
+        model(torch.randn(2, 3, 32, 32)).sum().backward()
+        assert model.head.weight.grad.shape == (10, HEAD)
+    """),
+    "sle_gan": (("sle_gan",), """
+        g, d = SLEGenerator(num_classes=10), Discriminator(num_classes=10)
+        labels = torch.tensor([0, 9])
+        d(g(torch.randn(2, LATENT), labels), labels).sum().backward()
+        assert g.sle_32.gate[1].weight.grad is not None
     """),
     "cost": (("cost",), """
         assert counted_macs(separable_conv(3, 8, 16), (1, 8, 8, 8)) == separable_conv_macs(3, 8, 16, 8)

@@ -78,6 +78,66 @@ def recipe_verdict(baseline: dict, other: dict) -> Verdict:
     return verdict(measured, difference, spread, f"{'better' if difference > 0 else 'worse'} at this budget")
 
 
+def seed_spread(baseline: list[tuple[float, float]], other: list[tuple[float, float]]) -> tuple[float, float]:
+    """mean(other) - mean(baseline) and its spread, from runs at several seeds per arm.
+
+    Each run is (value, sampling variance of that value). The variance of one run is the seed
+    term, the variance of the values between seeds pooled over both arms (as a two-sample t-test
+    pools it), plus the arm's mean sampling variance; the spread is that of the difference of the
+    two arm means, sqrt(V_b / n_b + V_o / n_o). The sampling term is counted again on top of the
+    between-seed variance (which already holds it), so that two seeds that agree by chance do not
+    shrink the spread below the sampling one.
+
+    Raises:
+        ValueError: neither arm has two runs, so the seed term cannot be measured.
+    """
+    if max(len(baseline), len(other)) < 2 or min(len(baseline), len(other)) < 1:
+        raise ValueError(f"the seed term needs two or more seeds in an arm (got {len(baseline)} and {len(other)} runs); "
+                         f"for one run per arm use the single-run verdicts")
+    arms = [torch.tensor(arm, dtype=torch.float64) for arm in (baseline, other)]
+    squares = sum(((arm[:, 0] - arm[:, 0].mean()) ** 2).sum() for arm in arms)
+    seed_variance = (squares / (len(baseline) + len(other) - 2)).item()
+    difference = (arms[1][:, 0].mean() - arms[0][:, 0].mean()).item()
+    variance = sum((seed_variance + arm[:, 1].mean().item()) / len(arm) for arm in arms)
+    return difference, variance ** 0.5
+
+
+def seeded_recipe_verdict(baseline: list[dict], other: list[dict], names: tuple[str, str]) -> Verdict:
+    """One sentence: validation accuracy of the `other` classifier runs minus the `baseline` ones
+    (runs at several seeds each), in points, with a spread that includes the seed term
+    (`seed_spread`; each run's sampling variance as in `recipe_verdict`).
+
+    Args:
+        names: what the two arms are, for the sentence, e.g. ("the DS-ResNet", "the MobileNetV2").
+    """
+    def run(record: dict) -> tuple[float, float]:
+        final, n = record["final"]["validation"], record["eval_images"]["validation"]
+        return 100 * final["mean"], 100 ** 2 * (final["std"] ** 2 + final["mean"] * (1 - final["mean"]) / n)
+
+    difference, spread = seed_spread([run(r) for r in baseline], [run(r) for r in other])
+    first = other[0]
+    measured = (f"{names[1]} - {names[0]} = {difference:+.1f} points on validation (spread {spread:.1f}, seed term "
+                f"included: seeds {sorted(r['seed'] for r in other)} vs {sorted(r['seed'] for r in baseline)}; "
+                f"{first['dataset']}, {first['profile']} profile, {first['steps']:,} steps x {first['batch']})")
+    return verdict(measured, difference, spread,
+                   f"{names[1] if difference > 0 else names[0]} is better at this budget")
+
+
+def seeded_gan_verdict(first: list[dict], second: list[dict], names: tuple[str, str]) -> Verdict:
+    """One sentence comparing two arms of `fid_kid` results (one per seed) by mean KID, first minus
+    second (lower is better), with a spread that includes the seed term (`seed_spread`; each
+    result's sampling variance is its KID std over subsets, squared, as in `gan_verdict`)."""
+    def run(result: dict) -> tuple[float, float]:
+        return result["kid_mean"], result["kid_std"] ** 2
+
+    difference, spread = seed_spread([run(r) for r in second], [run(r) for r in first])
+    fid = [sum(r["fid"] for r in arm) / len(arm) for arm in (first, second)]
+    measured = (f"{names[0]} - {names[1]}: KID x1000 {1000 * difference:+.2f} (spread {1000 * spread:.2f}, seed "
+                f"term included: {len(first)} vs {len(second)} seeds), mean FID {fid[0]:.2f} vs {fid[1]:.2f} at "
+                f"{first[0]['n_generated']:,} vs {first[0]['n_reference']:,} images")
+    return verdict(measured, difference, spread, f"{names[0] if difference < 0 else names[1]} is better at this budget")
+
+
 def gan_verdict(first: dict, second: dict,
                 names: tuple[str, str] = ("the conditional GAN", "the unconditional GAN")) -> Verdict:
     """One sentence comparing two `fid_kid` results by KID, first minus second (lower is better).
