@@ -45,6 +45,19 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return images.add(1).mul(127.5).round().clamp(0, 255).to(torch.uint8)
 
 
+def check_generator_inputs(z: torch.Tensor, labels: torch.Tensor | None, latent: int, num_classes: int) -> None:
+    """Raise a ValueError unless z is (B, latent) and labels fit the generator: (B,) class indices
+    below `num_classes` for a conditional one, None for an unconditional one (num_classes=0)."""
+    if z.dim() != 2 or z.shape[1] != latent:
+        raise ValueError(f"expected z of shape (B, {latent}), got {tuple(z.shape)}")
+    if num_classes:
+        if labels is None:
+            raise ValueError(f"this generator is conditional on {num_classes} classes: pass labels")
+        check_labels(labels, z.shape[0], num_classes)
+    elif labels is not None:
+        raise ValueError("this generator is unconditional (num_classes=0): pass labels=None")
+
+
 class Generator(nn.Module):
     """z (B, 128) and labels (B,) -> images (B, 3, 32, 32) in [-1, 1]."""
 
@@ -65,14 +78,7 @@ class Generator(nn.Module):
         return nn.functional.leaky_relu(x, SLOPE, inplace=True)  # x is a fresh tensor here
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if z.dim() != 2 or z.shape[1] != self.latent:
-            raise ValueError(f"expected z of shape (B, {self.latent}), got {tuple(z.shape)}")
-        if self.num_classes:
-            if labels is None:
-                raise ValueError(f"this generator is conditional on {self.num_classes} classes: pass labels")
-            check_labels(labels, z.shape[0], self.num_classes)
-        elif labels is not None:
-            raise ValueError("this generator is unconditional (num_classes=0): pass labels=None")
+        check_generator_inputs(z, labels, self.latent, self.num_classes)
         x = self.normalise(0, self.linear(z).view(-1, self.widths[0], 4, 4), labels)
         for i, up in enumerate(self.ups, start=1):
             x = self.normalise(i, up(x), labels)

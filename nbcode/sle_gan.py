@@ -25,8 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nbcode.gan import LATENT, SLOPE
-from nbcode.normalization import ConditionalBatchNorm2d, check_labels
+from nbcode.gan import LATENT, SLOPE, check_generator_inputs
+from nbcode.normalization import ConditionalBatchNorm2d
 
 
 def separable(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -78,14 +78,7 @@ class SLEGenerator(nn.Module):
         return self.normalise(2 * i + 2, self.convs[2 * i + 1](x), labels)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if z.dim() != 2 or z.shape[1] != self.latent:
-            raise ValueError(f"expected z of shape (B, {self.latent}), got {tuple(z.shape)}")
-        if self.num_classes:
-            if labels is None:
-                raise ValueError(f"this generator is conditional on {self.num_classes} classes: pass labels")
-            check_labels(labels, z.shape[0], self.num_classes)
-        elif labels is not None:
-            raise ValueError("this generator is unconditional (num_classes=0): pass labels=None")
+        check_generator_inputs(z, labels, self.latent, self.num_classes)
         x4 = self.normalise(0, self.linear(z).view(-1, self.widths[0], 4, 4), labels)
         x8 = self.up_block(0, x4, labels)
         x16 = self.sle_16(x4, self.up_block(1, x8, labels))

@@ -92,8 +92,8 @@ def seed_spread(baseline: list[tuple[float, float]], other: list[tuple[float, fl
         ValueError: neither arm has two runs, so the seed term cannot be measured.
     """
     if max(len(baseline), len(other)) < 2 or min(len(baseline), len(other)) < 1:
-        raise ValueError(f"the seed term needs two or more seeds in an arm (got {len(baseline)} and {len(other)} runs); "
-                         f"for one run per arm use the single-run verdicts")
+        raise ValueError(f"the seed term needs two or more seeds in an arm (got {len(baseline)} and "
+                         f"{len(other)} runs); for one run per arm use the single-run verdicts")
     arms = [torch.tensor(arm, dtype=torch.float64) for arm in (baseline, other)]
     squares = sum(((arm[:, 0] - arm[:, 0].mean()) ** 2).sum() for arm in arms)
     seed_variance = (squares / (len(baseline) + len(other) - 2)).item()
