@@ -54,6 +54,14 @@ def verdict(measured: str, difference: float, spread: float, conclusion: str) ->
     return Verdict(measured, difference, spread, conclusion)
 
 
+def validation_and_variance(record: dict) -> tuple[float, float]:
+    """A classifier run's validation accuracy (mean over its last evaluations, in [0, 1]) and the
+    variance of that value: the std over those evaluations, squared, plus the sampling variance of
+    an accuracy p measured on n validation images, p (1 - p) / n."""
+    final, n = record["final"]["validation"], record["eval_images"]["validation"]
+    return final["mean"], final["std"] ** 2 + final["mean"] * (1 - final["mean"]) / n
+
+
 def recipe_verdict(baseline: dict, other: dict) -> Verdict:
     """One sentence: other - baseline validation accuracy in points, with its spread, and the verdict.
 
@@ -61,11 +69,7 @@ def recipe_verdict(baseline: dict, other: dict) -> Verdict:
     of an accuracy p measured on n validation images, sqrt(p (1 - p) / n). A difference under
     twice the spread is called "inconclusive at this budget".
     """
-    def mean_and_variance(record: dict) -> tuple[float, float]:
-        final, n = record["final"]["validation"], record["eval_images"]["validation"]
-        return final["mean"], final["std"] ** 2 + final["mean"] * (1 - final["mean"]) / n
-
-    (a, var_a), (b, var_b) = mean_and_variance(baseline), mean_and_variance(other)
+    (a, var_a), (b, var_b) = validation_and_variance(baseline), validation_and_variance(other)
     difference, spread = 100 * (b - a), 100 * (var_a + var_b) ** 0.5
     def label(record: dict) -> Verdict:
         seed = f" seed {record['seed']}" if baseline["seed"] != other["seed"] else ""
@@ -111,8 +115,8 @@ def seeded_recipe_verdict(baseline: list[dict], other: list[dict], names: tuple[
         names: what the two arms are, for the sentence, e.g. ("the DS-ResNet", "the MobileNetV2").
     """
     def run(record: dict) -> tuple[float, float]:
-        final, n = record["final"]["validation"], record["eval_images"]["validation"]
-        return 100 * final["mean"], 100 ** 2 * (final["std"] ** 2 + final["mean"] * (1 - final["mean"]) / n)
+        accuracy, variance = validation_and_variance(record)
+        return 100 * accuracy, 100 ** 2 * variance  # in points
 
     difference, spread = seed_spread([run(r) for r in baseline], [run(r) for r in other])
     first = other[0]
