@@ -5,7 +5,7 @@
   as chapter 1 counts them) and seconds per training step of the improved recipe;
 - GAN: Table 1's generator (nbcode.gan) against the SLE + depthwise-separable one
   (nbcode.sle_gan), each with Table 1's discriminator: parameters of G + D, multiply-adds of one
-  generated image and milliseconds per aw-GAN iteration of the improved recipe.
+  generated image and seconds per aw-GAN iteration of the improved recipe.
 
     python benchmarks/future_work_cost.py [--rounds 5] [--batch 512] [--gan-batch 64]
 
