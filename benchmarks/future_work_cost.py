@@ -23,7 +23,7 @@ import torch
 from nbcode.classifier_recipe import RECIPES, classifier_step, make_optimizer
 from nbcode.cost import count_parameters, counted_macs
 from nbcode.gan import LATENT, Discriminator, Generator
-from nbcode.gan_recipe import GAN_RECIPES, gan_iteration
+from nbcode.gan_recipe import GAN_RECIPES, build_gan, gan_iteration
 from nbcode.mobilenet import MobileNetV2Small
 from nbcode.resnet import DSResNet
 from nbcode.sle_gan import SLEGenerator
@@ -38,12 +38,13 @@ def classifier_timer(model: torch.nn.Module, batch: int):
     return lambda: classifier_step(model, optimizer, schedule, images, labels, mean, std, recipe, rng)
 
 
-def gan_timer(g: torch.nn.Module, batch: int):
-    """A function running one aw-GAN iteration (improved recipe) of `g` against Table 1's D."""
-    settings, d = GAN_RECIPES["improved"], Discriminator(100)
-    g_opt = torch.optim.Adam(g.parameters(), lr=settings.lr, betas=(0.0, 0.9))
-    d_opt = torch.optim.Adam(d.parameters(), lr=settings.lr_d, betas=(0.0, 0.9))
-    real, labels = torch.rand(batch, 3, 32, 32) * 2 - 1, torch.randint(0, 100, (batch,))
+def gan_timer(generator: str, batch: int):
+    """A function running one aw-GAN iteration (improved recipe) of the `generator` ("table1" or
+    "sle") against Table 1's D, built as the runs build them (build_gan)."""
+    settings = GAN_RECIPES["improved"]
+    g, d, g_opt, d_opt = build_gan(100, settings.lr, lr_d=settings.lr_d, generator=generator)
+    real = (torch.rand(batch, 3, 32, 32) * 2 - 1).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 100, (batch,))
     rng = torch.Generator().manual_seed(0)
     return lambda: gan_iteration(g, d, g_opt, d_opt, real, labels, settings.loss, rng, augment=settings.augment)
 
@@ -82,8 +83,7 @@ def main() -> None:
     macs = [counted_macs(lambda z, g=g: g(z, torch.zeros(1, dtype=torch.long)), (1, LATENT))
             for g in (g_paper.eval(), g_new.eval())]
     rows.append(("generator multiply-adds / image", *macs))
-    iteration = alternating_medians(gan_timer(g_paper.train(), args.gan_batch),
-                                    gan_timer(g_new.train(), args.gan_batch), args.rounds)
+    iteration = alternating_medians(gan_timer("table1", args.gan_batch), gan_timer("sle", args.gan_batch), args.rounds)
     rows.append((f"GAN s / iteration (batch {args.gan_batch})", *iteration))
     for name, a, b in rows:
         cells = (f"{a:>14,}", f"{b:>14,}") if isinstance(a, int) else (f"{a:>14.3f}", f"{b:>14.3f}")

@@ -1,7 +1,7 @@
 """How the conditional SN-GAN is trained: its settings (the paper's recipe and ours), the two
 optimisers, the discriminator and generator updates (the paper's eqs. 4-6) and the generator's
-moving average. torch and the standard library only: copy this file with gan.py, losses.py,
-normalization.py, projection.py, diff_augment.py and augment.py.
+moving average. torch and the standard library only: copy this file with gan.py, sle_gan.py,
+losses.py, normalization.py, projection.py, diff_augment.py and augment.py.
 
     settings = GAN_RECIPES["improved"]
     g, d, g_opt, d_opt = build_gan(num_classes=100, lr=settings.lr, lr_d=settings.lr_d)
@@ -20,8 +20,10 @@ from torch.nn.utils import parametrize
 from nbcode.diff_augment import check_policy, diff_augment
 from nbcode.gan import Discriminator, Generator
 from nbcode.losses import aw_discriminator_backward, hinge_fake, hinge_generator, hinge_real
+from nbcode.sle_gan import SLEGenerator
 
 LOSSES = ("aw", "hinge")
+GENERATORS = {"table1": Generator, "sle": SLEGenerator}  # the paper's; chapter 8's SLE + separable convs
 
 
 def check_loss(loss: str) -> None:
@@ -47,6 +49,8 @@ class GANSettings:
             (0: none, the average then equals the generator).
         augment: DiffAugment operations applied to every image D sees, real and generated
             (nbcode.diff_augment; Zhao et al., 2020); () for none.
+        generator: "table1" (the paper's, nbcode.gan) or "sle" (skip-layer excitation and
+            separable convs, nbcode.sle_gan); both train against Table 1's discriminator.
     """
 
     loss: str = "aw"
@@ -56,9 +60,12 @@ class GANSettings:
     lr_d: float | None = None
     ema: float = 0.999
     augment: tuple[str, ...] = ()
+    generator: str = "table1"
 
     def __post_init__(self) -> None:
         check_loss(self.loss)
+        if self.generator not in GENERATORS:
+            raise ValueError(f"unknown generator {self.generator!r}; valid: {', '.join(GENERATORS)}")
         for rate in (self.lr, self.lr if self.lr_d is None else self.lr_d):
             if not (math.isfinite(rate) and rate > 0):
                 raise ValueError(f"a learning rate must be a finite number > 0, got {rate}")
@@ -85,17 +92,17 @@ def gan_ablations(settings: GANSettings = GAN_RECIPES["improved"]) -> dict[str, 
             "DiffAugment": replace(settings, name=f"{settings.name}-no-diffaugment", augment=paper.augment)}
 
 
-def build_gan(num_classes: int, lr: float, device: torch.device | str = "cpu", lr_d: float | None = None
-              ) -> tuple[Generator, Discriminator, torch.optim.Adam, torch.optim.Adam]:
-    """A fresh generator and discriminator with their Adam optimisers (betas (0, 0.9): SN-GAN practice,
-    Miyato et al., 2018; the paper states no GAN optimiser settings): G at `lr`, D at `lr_d`
-    (None: also `lr`).
+def build_gan(num_classes: int, lr: float, device: torch.device | str = "cpu", lr_d: float | None = None,
+              generator: str = "table1") -> tuple[nn.Module, Discriminator, torch.optim.Adam, torch.optim.Adam]:
+    """A fresh generator (GENERATORS[generator]: Table 1's by default) and Table 1's discriminator
+    with their Adam optimisers (betas (0, 0.9): SN-GAN practice, Miyato et al., 2018; the paper
+    states no GAN optimiser settings): G at `lr`, D at `lr_d` (None: also `lr`).
 
     Both networks are stored channels_last (NHWC): on a CPU their convolutions then take oneDNN's
     fast path, about 15% faster per iteration at batch 64 (benchmarks/gan_step.py). Feed the
     discriminator real images in the same layout: `x.contiguous(memory_format=torch.channels_last)`.
     """
-    g = Generator(num_classes).to(device, memory_format=torch.channels_last)
+    g = GENERATORS[generator](num_classes).to(device, memory_format=torch.channels_last)
     d = Discriminator(num_classes).to(device, memory_format=torch.channels_last)
     g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.0, 0.9))
     d_opt = torch.optim.Adam(d.parameters(), lr=lr if lr_d is None else lr_d, betas=(0.0, 0.9))

@@ -69,6 +69,8 @@ USES = {
         ema = Generator(num_classes=10)
         update_ema(ema, g, 0.999)
         assert ema(torch.randn(2, 128), torch.tensor([0, 1])).shape == (2, 3, 32, 32)
+        g, d, g_opt, d_opt = build_gan(num_classes=10, lr=2e-4, generator="sle")
+        assert isinstance(g, SLEGenerator) and gan_iteration(g, d, g_opt, d_opt, real, labels, "aw", rng)["case"]
     """),
     "diff_augment": (("diff_augment",), """
         x = torch.rand(2, 3, 32, 32, requires_grad=True)

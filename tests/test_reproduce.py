@@ -28,18 +28,25 @@ def test_every_stage_ends_with_a_complete_record(reproduced):
     runs, stages = reproduced
     assert [s.name for s in stages] == [*CLASSIFIER_RUNS, *GAN_RUNS, "evaluation conditional aw",
                                         "evaluation conditional aw improved", "evaluation unconditional aw",
-                                        "evaluation conditional hinge"]
-    for stage in stages[:3]:
+                                        "evaluation conditional hinge", "evaluation sle conditional aw improved"]
+    classifiers, gans, evaluations = stages[:4], stages[4:9], stages[9:]
+    for stage in classifiers:
         assert "final" in stage.record and stage.record["step"] == SMOKE.classifier_steps
-    for stage in stages[3:7]:
+    assert [s.record["network"] for s in classifiers] == ["dsresnet"] * 3 + ["mobilenetv2"]
+    assert classifiers[3].record["recipe"]["name"] == "improved" and classifiers[3].record["width_factor"] == 1
+    for stage in gans:
         assert stage.record["step"] == SMOKE.gan_iterations
-    aw, improved, hinge = stages[3].record, stages[4].record, stages[6].record
+    aw, improved, hinge, sle = gans[0].record, gans[1].record, gans[3].record, gans[4].record
     assert hinge["settings"]["loss"] == "hinge" and aw["settings"]["loss"] == "aw"
     assert hinge["seed"] == aw["seed"] and hinge["iterations"] == aw["iterations"]  # the aw run's twin
     assert (aw["settings"]["name"], improved["settings"]["name"]) == ("paper", "improved")
     assert improved["settings"]["loss"] == "aw" and improved["settings"]["conditional"]
-    for stage in stages[7:]:
+    assert [g.record["settings"]["generator"] for g in gans] == ["table1"] * 4 + ["sle"]
+    assert {**sle["settings"], "generator": "table1"} == improved["settings"]  # only the generator differs
+    assert sle["parameters"]["generator"] < improved["parameters"]["generator"]
+    for stage in evaluations:
         assert stage.record["n_generated"] == SMOKE.fid_samples and "lpips_mean" in stage.record
+    assert evaluations[-1].record["generator"] == "sle"
 
 
 def test_a_second_call_redoes_nothing(reproduced, capsys):
@@ -47,7 +54,7 @@ def test_a_second_call_redoes_nothing(reproduced, capsys):
     before = checkpoint_times(runs)
     again = reproduce(SMOKE, "synthetic", runs, progress=False)
     assert checkpoint_times(runs) == before
-    assert "all done: 11 stages" in capsys.readouterr().out
+    assert "all done: 14 stages" in capsys.readouterr().out
     assert [s.record["run"] for s in again] == [s.record["run"] for s in reproduced[1]]
 
 
@@ -63,12 +70,12 @@ def test_an_interrupted_reproduction_resumes_where_it_stopped(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         reproduce(SMOKE, "synthetic", tmp_path, progress=False)
     before = checkpoint_times(tmp_path)
-    assert len(before) == 6  # three classifiers and three GANs finished
+    assert len(before) == 7  # four classifiers and three GANs finished
     monkeypatch.setattr(nbcode.runs.reproduce, "train_gan", real_train_gan)
     stages = reproduce(SMOKE, "synthetic", tmp_path, progress=False)
     after = checkpoint_times(tmp_path)
     assert all(after[path] == stamp for path, stamp in before.items())  # finished runs were not redone
-    assert len(after) == 7 and stages[6].record["step"] == SMOKE.gan_iterations
+    assert len(after) == 9 and stages[7].record["step"] == SMOKE.gan_iterations
 
 
 def test_export_is_small_and_the_book_shows_it_labelled(reproduced, tmp_path, monkeypatch):
@@ -77,7 +84,7 @@ def test_export_is_small_and_the_book_shows_it_labelled(reproduced, tmp_path, mo
     assert folder.name.startswith("smoke-synthetic-")
     files = [p for p in folder.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 3_000_000 and not [p for p in files if p.suffix == ".pt"]
-    assert len(list((folder / "grids").glob("*.png"))) == 4 and len(list((folder / "records").glob("*.json"))) == 11
+    assert len(list((folder / "grids").glob("*.png"))) == 5 and len(list((folder / "records").glob("*.json"))) == 14
 
     book = tmp_path / "book"
     book.mkdir()
@@ -94,7 +101,11 @@ def test_export_is_small_and_the_book_shows_it_labelled(reproduced, tmp_path, mo
     assert "synthetic, smoke profile" in intro and "(results/smoke-synthetic-" in intro
     assert "not comparable yet" in intro and "| reproduced |" not in intro  # synthetic is never the paper's data
     assert "## results/ export: smoke profile, synthetic" in results and "![Test accuracy" in results
-    assert results.count("![gan-") == 4 and len(list((book / "_generated" / "results").rglob("*.png"))) == 4
+    assert results.count("![gan-") == 5 and len(list((book / "_generated" / "results").rglob("*.png"))) == 5
+    future = [line for line in intro.splitlines() if line.startswith("| Future work")]
+    assert len(future) == 2 and all("no run yet" not in line for line in future)  # both variants ran
+    assert "MobileNetV2 (93,180 parameters)" in future[0] and "SLE generator FID" in future[1]
+    assert all(line.split(" | ")[-1].rstrip(" |") in ("better", "worse", "inconclusive") for line in future)
 
 
 def test_binned_logs_keep_means_and_the_last_case():

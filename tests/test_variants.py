@@ -3,7 +3,10 @@
 convolutions (G + D <= 942,812), and the seed-aware spread their comparisons need."""
 from __future__ import annotations
 
+import dataclasses
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,8 +14,15 @@ import torch
 from nbcode.book.verdicts import seed_spread, seeded_gan_verdict, seeded_recipe_verdict
 from nbcode.cost import count_parameters
 from nbcode.gan import Discriminator
+from nbcode.gan_recipe import GAN_RECIPES, GANSettings
 from nbcode.mobilenet import InvertedResidual, MobileNetV2Small
+from nbcode.runs.classifier import build_classifier, load_trained_classifier, train_classifier
+from nbcode.runs.gan import load_trained_generator, train_gan
+from nbcode.runs.profiles import get_profile
 from nbcode.sle_gan import SkipLayerExcitation, SLEGenerator
+
+TINY = dataclasses.replace(get_profile("smoke"), name="tiny", classifier_steps=8, classifier_batch=32, eval_every=4,
+                           eval_images=64, train_limit=512, gan_iterations=4, gan_batch=8)
 
 
 def test_the_mobilenet_fits_the_ds_resnets_budget_at_100_classes():
@@ -102,3 +112,41 @@ def test_the_gan_verdict_with_seeds_prefers_the_lower_kid():
     decided = seeded_gan_verdict([scores(0.05), scores(0.051)], [scores(0.10), scores(0.102)],
                                  ("the SLE generator", "Table 1's generator"))
     assert decided.conclusive and decided.difference < 0 and "the SLE generator is better" in decided.text
+
+
+def test_a_mobilenet_run_is_its_own_run_and_loads_back_as_a_mobilenet(tmp_path):
+    mobile = train_classifier("improved", TINY, network="mobilenetv2", dataset="synthetic", runs_dir=tmp_path,
+                              progress=False)
+    paper = train_classifier("improved", TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
+    assert mobile["run"].startswith("mobilenetv2-x1-improved-") and paper["run"].startswith("dsresnet-x1-improved-")
+    assert mobile["network"] == "mobilenetv2" and mobile["parameters"] == count_parameters(MobileNetV2Small(100))
+    model = load_trained_classifier(mobile, tmp_path)
+    assert isinstance(model, MobileNetV2Small) and not model.training
+
+
+def test_a_network_or_width_that_does_not_exist_is_refused_before_any_training(tmp_path):
+    with pytest.raises(ValueError, match="valid: dsresnet, mobilenetv2"):
+        build_classifier("resnet50", 100)
+    with pytest.raises(ValueError, match="one width"):
+        train_classifier("improved", TINY, network="mobilenetv2", width_factor=2, dataset="synthetic",
+                         runs_dir=tmp_path, progress=False)
+    assert not (tmp_path / "classifier").exists()
+    result = subprocess.run([sys.executable, "-m", "nbcode.runs.classifier", "--network", "mobilenetv2",
+                             "--width-factor", "2"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "one width" in result.stderr
+
+
+def test_an_sle_gan_run_trains_against_table_1s_discriminator_and_loads_back(tmp_path):
+    sle = train_gan(dataclasses.replace(GAN_RECIPES["improved"], generator="sle"), TINY, dataset="synthetic",
+                    runs_dir=tmp_path, progress=False)
+    table1 = train_gan(GAN_RECIPES["improved"], TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
+    assert sle["run"].startswith("gan-sle-conditional-aw-improved-") and sle["run"] != table1["run"]
+    assert sle["parameters"]["discriminator"] == table1["parameters"]["discriminator"]
+    assert sle["parameters"]["generator"] == count_parameters(SLEGenerator(100)) < table1["parameters"]["generator"]
+    g = load_trained_generator(sle, tmp_path)
+    assert isinstance(g, SLEGenerator) and g(torch.randn(2, 128), torch.tensor([0, 1])).shape == (2, 3, 32, 32)
+
+
+def test_an_unknown_generator_is_an_error_naming_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: table1, sle"):
+        GANSettings(generator="stylegan")

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+from nbcode.book.verdicts import gan_verdict, outcome, recipe_verdict
 from nbcode.cost import count_parameters
 from nbcode.gan import Discriminator, Generator
 from nbcode.resnet import DSResNet
 
 PAPER_DATASET, PAPER_STEPS, PAPER_ITERATIONS, PAPER_SAMPLES = "cifar100", 10_000, 50_000, 10_000
-CHAPTERS = {"classifier": "_generated/02_resnet_training.ipynb", "gan": "_generated/07_gan_evaluation.ipynb"}
+CHAPTERS = {"classifier": "_generated/02_resnet_training.ipynb", "gan": "_generated/07_gan_evaluation.ipynb",
+            "future work": "_generated/08_future_work.ipynb"}
 
 
 def budget_rank(record: dict) -> tuple:
@@ -75,8 +77,8 @@ def best_per_recipe(sources: list[tuple[str, list[dict]]], wanted) -> list[tuple
 def parameter_rows() -> list[list[str]]:
     """The parameter counts of the paper's networks (at 100 classes), counted from the code."""
     rows = []
-    for claim, paper, model in (("DS-ResNet, 1× width: parameters", 94_372, DSResNet(num_classes=100, width_factor=1)),
-                                ("DS-ResNet, 2× width: parameters", 334_052, DSResNet(num_classes=100, width_factor=2))):
+    for claim, paper, model in (("DS-ResNet, 1× width: parameters", 94_372, DSResNet(width_factor=1)),
+                                ("DS-ResNet, 2× width: parameters", 334_052, DSResNet(width_factor=2))):
         ours = count_parameters(model)
         rows.append([claim, f"{paper:,}", f"{ours:,}", "counted from nbcode.resnet",
                      "exact" if ours == paper else "differs"])
@@ -96,7 +98,8 @@ def accuracy_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
         claim = f"DS-ResNet, {width}× width: test accuracy, {PAPER_STEPS:,} × 512 steps"
         paper_text = f"{paper:.1f}% ± {spread}%" if width == 1 else f"{paper:.0f}%"
         found = best_per_recipe(sources, lambda r, recipe: r["kind"] == "classifier" and "final" in r
-                                and r["width_factor"] == width and r["recipe"]["name"] == recipe)
+                                and r["network"] == "dsresnet" and r["width_factor"] == width
+                                and r["recipe"]["name"] == recipe)
         if not found:
             rows.append([claim, paper_text, "no run yet", "—", "not comparable yet"])
             continue
@@ -117,7 +120,8 @@ def gan_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
     for conditional, paper in ((True, 38.27), (False, 32.00)):
         claim = f"{'Conditional' if conditional else 'Unconditional'} aw-GAN: FID against the test split"
         found = best_per_recipe(sources, lambda r, recipe: r["kind"] == "evaluation" and r["loss"] == "aw"
-                                and r["conditional"] == conditional and r["recipe"] == recipe)
+                                and r["generator"] == "table1" and r["conditional"] == conditional
+                                and r["recipe"] == recipe)
         lpips_claim = ["Conditional aw-GAN: LPIPS to the nearest training image", "0.23 (settings not stated)"]
         if not found:
             rows.append([claim, f"{paper:.2f}", "no evaluation yet", "—", "not comparable yet"])
@@ -141,7 +145,8 @@ def qualitative_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
     chapter 7: generated images classified by chapter 2's ResNet) and recognisable interpolations
     (Figure 3, judged by eye)."""
     claim = "The conditional model is preferred: its samples are class-specific"
-    found = best_per_recipe(sources, lambda r, recipe: r["kind"] == "gan-test" and r["recipe"] == recipe)
+    found = best_per_recipe(sources, lambda r, recipe: r["kind"] == "gan-test" and r["generator"] == "table1"
+                            and r["recipe"] == recipe)
     if not found:
         row = [claim, "(qualitative)", "not measured yet", "—", "not comparable yet"]
     else:
@@ -156,15 +161,64 @@ def qualitative_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
                   f"drawn in {figure}", "—", "by eye"]]
 
 
+def matched_pair(sources: list[tuple[str, list[dict]]], wanted, baseline_of) -> tuple[dict, dict, str] | None:
+    """(record, baseline record, source) of the largest budget on record among the records for
+    which `wanted(record)` and whose source also holds a record b with `baseline_of(record, b)`;
+    an evaluation of the test split ranks before one of training images at the same budget."""
+    pairs = [(record, baseline, source) for source, records in sources for record in records if wanted(record)
+             for baseline in records if baseline_of(record, baseline)]
+    return max(pairs, key=lambda p: (budget_rank(p[0]), p[0]["kind"] == "evaluation"), default=None)
+
+
+def same_budget(a: dict, b: dict, keys: tuple[str, ...]) -> bool:
+    """Whether two records agree on every one of `keys` (kind, dataset, profile, budget, seed...)."""
+    return all(a.get(key) == b.get(key) for key in keys)
+
+
+def future_work_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
+    """The paper's two suggestions for future work, tried in chapter 8 at the paper's parameter
+    budgets: the new model beside the paper's at the same recipe, budget and seed (the largest
+    budget on record), with the status of that one pair (chapter 8 pools its seeds)."""
+    rows = []
+    classifier = ("kind", "dataset", "profile", "steps", "batch", "seed", "width_factor")
+    pair = matched_pair(sources, lambda r: r["kind"] == "classifier" and "final" in r and r["network"] == "mobilenetv2",
+                        lambda r, b: same_budget(r, b, classifier) and "final" in b and b["network"] == "dsresnet"
+                        and b["recipe"] == r["recipe"])
+    claim = "Future work (Part 1): inverted residuals and linear bottlenecks (MobileNetV2) help at ≤ 94,372 parameters"
+    if pair is None:
+        rows.append([claim, "suggested, untested", "no run yet", "—", "not comparable yet"])
+    else:
+        new, old, source = pair
+        ours = (f"MobileNetV2 ({new['parameters']:,} parameters) {100 * new['final']['test']['mean']:.1f}% vs "
+                f"DS-ResNet {100 * old['final']['test']['mean']:.1f}% test, {new['recipe']['name']} recipe, seed "
+                f"{new['seed']}")
+        rows.append([claim, "suggested, untested", ours, measured_at(new, source),
+                     outcome(recipe_verdict(old, new), lower_is_better=False)])
+    gan = ("kind", "dataset", "profile", "iterations", "seed", "recipe", "n_generated", "conditional", "loss")
+    pair = matched_pair(sources, lambda r: r["kind"] in ("evaluation", "training-fid") and r["generator"] == "sle",
+                        lambda r, b: same_budget(r, b, gan) and b["generator"] == "table1")
+    claim = "Future work (Part 2): skip-layer excitation and depthwise convs improve FID at ≤ 942,812 parameters"
+    if pair is None:
+        return rows + [[claim, "suggested, untested", "no run yet", "—", "not comparable yet"]]
+    new, old, source = pair
+    against = "test images" if new["kind"] == "evaluation" else "training images"
+    ours = (f"SLE generator FID {new['fid']:.2f}, KID × 1000 {1000 * new['kid_mean']:.2f} vs Table 1's "
+            f"{old['fid']:.2f}, {1000 * old['kid_mean']:.2f} against {against} (real vs real: {new['fid_floor']:.2f}, "
+            f"{1000 * new['kid_floor']:.2f}), {new['recipe']} recipe, seed {new['seed']}")
+    return rows + [[claim, "suggested, untested", ours, measured_at(new, source),
+                    outcome(gan_verdict(new, old), lower_is_better=True)]]
+
+
 def report_card(sources: list[tuple[str, list[dict]]]) -> str:
     """Markdown: one row per claim of the paper, with the paper's figure, ours at the largest budget
     on record, what ours was measured at, and a one-word status; the details one click away."""
-    rows = parameter_rows() + accuracy_rows(sources) + gan_rows(sources) + qualitative_rows(sources)
+    rows = (parameter_rows() + accuracy_rows(sources) + gan_rows(sources) + qualitative_rows(sources)
+            + future_work_rows(sources))
     lines = ["| the paper's claim | paper | ours | measured at | status |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return ("\n".join(lines) + f"\n\nDetails: every run's table and plots on the [results page](results.md); "
             f"the training runs in [chapter 2]({CHAPTERS['classifier']}) and the GAN's evaluation in "
-            f"[chapter 7]({CHAPTERS['gan']}).\n")
+            f"[chapter 7]({CHAPTERS['gan']}); the paper's future work in [chapter 8]({CHAPTERS['future work']}).\n")
 
 
 def classifier_table(records: list[dict]) -> str:
@@ -173,7 +227,7 @@ def classifier_table(records: list[dict]) -> str:
              "|---|---|---|---|---|---|"]
     for r in sorted((r for r in records if r["kind"] == "classifier" and "final" in r), key=budget_rank):
         test, full = r["final"]["test"], r["full_splits"]
-        lines.append(f"| {r['recipe']['name']} recipe, {r['width_factor']}× width, seed {r['seed']} | "
+        lines.append(f"| {r['network']}, {r['recipe']['name']} recipe, {r['width_factor']}× width, seed {r['seed']} | "
                      f"{r['parameters']:,} | {100 * test['mean']:.1f} ± {100 * test['std']:.1f}% "
                      f"({test['evals']}) | {100 * full['test']:.1f}% of {full['images']['test']:,} | "
                      f"{100 * full['validation']:.1f}% of {full['images']['validation']:,} | "
@@ -187,7 +241,8 @@ def gan_table(records: list[dict]) -> str:
              "|---|---|---|---|---|"]
     for r in sorted((r for r in records if r["kind"] == "evaluation"), key=budget_rank):
         kind = "conditional" if r["conditional"] else "unconditional"
-        lines.append(f"| {kind}, {r['loss']} loss, {r['recipe']} recipe | {r['fid']:.2f} ({r['fid_floor']:.2f}) | "
+        lines.append(f"| {kind}, {r['loss']} loss, {r['recipe']} recipe, {r['generator']} generator | "
+                     f"{r['fid']:.2f} ({r['fid_floor']:.2f}) | "
                      f"{1000 * r['kid_mean']:.2f} ± {1000 * r['kid_std']:.2f} ({1000 * r['kid_floor']:.2f}) | "
                      f"{r['lpips_mean']:.3f} ({r['lpips_real_mean']:.3f}) | {r['dataset']}, {r['profile']}, "
                      f"{r['iterations']:,} iterations, {r['n_generated']:,} vs {r['n_reference']:,} images |")
@@ -201,7 +256,8 @@ def accuracy_figure(records: list[dict], title: str) -> Figure:
     for r in sorted((r for r in records if r["kind"] == "classifier" and "final" in r), key=budget_rank):
         steps = [h["step"] for h in r["history"]]
         ax.plot(steps, [100 * h["test"] for h in r["history"]], marker=".",
-                label=f"{r['recipe']['name']}, {r['width_factor']}×, seed {r['seed']}, {r['steps']:,} steps")
+                label=f"{r['network']} {r['recipe']['name']}, {r['width_factor']}×, seed {r['seed']}, "
+                      f"{r['steps']:,} steps")
     ax.set(xlabel="training step", ylabel="test accuracy (%)", title=title)
     ax.legend(fontsize=7)
     return figure
@@ -211,8 +267,8 @@ def fid_figure(records: list[dict], title: str) -> Figure:
     """FID and KID of each GAN evaluation (bars) beside the real-vs-real floor at the same n (grey)."""
     evaluations = sorted((r for r in records if r["kind"] == "evaluation"), key=budget_rank)
     figure = Figure(figsize=(7.5, 3.2), layout="constrained")
-    names = [f"{'cond.' if r['conditional'] else 'uncond.'} {r['loss']}\n{r['recipe']}, {r['iterations']:,} it."
-             for r in evaluations]
+    names = [f"{'cond.' if r['conditional'] else 'uncond.'} {r['loss']}\n{r['recipe']}, {r['generator']}, "
+             f"{r['iterations']:,} it." for r in evaluations]
     for i, (key, label) in enumerate((("fid", "FID"), ("kid_mean", "KID × 1000"))):
         ax = figure.add_subplot(1, 2, i + 1)
         scale = 1000 if key == "kid_mean" else 1

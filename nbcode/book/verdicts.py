@@ -49,6 +49,16 @@ class Verdict:
         return self.text
 
 
+def outcome(result: Verdict, lower_is_better: bool) -> str:
+    """One word for the model whose value comes first in a Verdict's difference (difference =
+    that model's value - the other's): "better", "worse", or "inconclusive" when the difference
+    is under twice its spread. `lower_is_better`: for metrics such as KID, where a negative
+    difference means the model is the better one."""
+    if not result.conclusive:
+        return "inconclusive"
+    return "better" if (result.difference < 0) == lower_is_better else "worse"
+
+
 def verdict(measured: str, difference: float, spread: float, conclusion: str) -> Verdict:
     """The Verdict of a difference and its spread (see `Verdict.conclusive` for the rule)."""
     return Verdict(measured, difference, spread, conclusion)

@@ -67,7 +67,9 @@ def evaluate_gan(record: dict, profile: Profile, runs_dir: str | Path | None = N
 
 def score_on_training_images(record: dict, profile: Profile, runs_dir: str | Path | None = None) -> dict:
     """FID and KID of `profile.fid_samples` samples of a GAN run against as many of the training
-    images it learned from (seeded subset), or the record made earlier of this run record.
+    images it learned from (seeded subset), beside the floor at that n (another seeded subset of
+    training images against the same ones; the two subsets may share a few images, which lowers
+    the floor slightly), or the record made earlier of this run record.
 
     This is the validation side of the GAN chapters: recipes and their ablations are chosen on
     it, never on the test split, which `evaluate_gan` keeps for the final comparison.
@@ -76,11 +78,15 @@ def score_on_training_images(record: dict, profile: Profile, runs_dir: str | Pat
     earlier = _earlier_evaluation(path, record, profile.fid_samples)
     if earlier is not None:
         return earlier
-    reference = load_run_split(record["data_source"], profile, "train").subset(profile.fid_samples, seed=2)
+    train = load_run_split(record["data_source"], profile, "train")
+    reference = train.subset(profile.fid_samples, seed=2)
     scores = fid_kid(load_trained_generator(record, runs_dir), reference, profile.fid_samples, runs_dir=runs_dir)
+    floor = real_floor(train, reference, runs_dir)
+    scores |= {"fid_floor": floor["fid"], "kid_floor": floor["kid_mean"]}
     result = {"kind": "training-fid", "run": record["run"], "run_digest": record_digest(record),
-              "recipe": record["settings"]["name"], "dataset": record["dataset"], "profile": record["profile"],
-              "iterations": record["iterations"], "commit": git_commit(), **scores}
+              "recipe": record["settings"]["name"], "generator": record["settings"]["generator"],
+              "dataset": record["dataset"], "profile": record["profile"], "iterations": record["iterations"],
+              "seed": record["seed"], "commit": git_commit(), **scores}
     write_json(path, result)
     return result
 
@@ -112,7 +118,7 @@ def save_recognisability(run: dict, generated: torch.Tensor, real: torch.Tensor,
     """
     accuracy = generated.nanmean().item()
     record = {"kind": "gan-test", "run": run["run"], "run_digest": record_digest(run),
-              "recipe": run["settings"]["name"], "dataset": run["dataset"],
+              "recipe": run["settings"]["name"], "generator": run["settings"]["generator"], "dataset": run["dataset"],
               "profile": run["profile"], "iterations": run["iterations"], "n_generated": n_generated,
               "accuracy": accuracy, "spread": (accuracy * (1 - accuracy) / n_generated) ** 0.5,
               "chance": 1 / len(generated), "real_accuracy": real.nanmean().item(), "commit": git_commit()}
@@ -125,7 +131,8 @@ def save_evaluation(run: dict, scores: dict, runs_dir: str | Path | None = None)
     bound to that run record by its digest."""
     record = {"kind": "evaluation", "run": run["run"], "run_digest": record_digest(run),
               "conditional": run["settings"]["conditional"], "recipe": run["settings"]["name"],
-              "loss": run["settings"]["loss"], "dataset": run["dataset"], "profile": run["profile"],
-              "iterations": run["iterations"], "device": run["device"], "commit": git_commit(), **scores}
+              "generator": run["settings"]["generator"], "loss": run["settings"]["loss"], "seed": run["seed"],
+              "dataset": run["dataset"], "profile": run["profile"], "iterations": run["iterations"],
+              "device": run["device"], "commit": git_commit(), **scores}
     write_json(runs_root(runs_dir) / "evaluation" / f"{run['run']}.json", record)
     return record

@@ -43,16 +43,17 @@ NUMPY_ARRAY_GLOBALS = [np.dtype, np.ndarray, np.dtypes.Float32DType, np.dtypes.F
                        (np._core if hasattr(np, "_core") else np.core).multiarray._reconstruct]
 # Keys every record of a kind must hold for the book and the loaders to read it.
 RECORD_KEYS = {
-    "classifier": ("run", "architecture", "num_classes", "width_factor", "recipe", "profile", "steps", "batch",
-                   "seed", "dataset", "data", "data_source", "history", "step", "train_seconds"),
+    "classifier": ("run", "network", "architecture", "num_classes", "width_factor", "recipe", "profile", "steps",
+                   "batch", "seed", "dataset", "data", "data_source", "history", "step", "train_seconds"),
     "gan": ("run", "architecture", "settings", "classes", "profile", "iterations", "batch", "seed", "dataset",
             "data", "data_source", "log", "step", "train_seconds"),
-    "evaluation": ("run", "run_digest", "conditional", "recipe", "loss", "dataset", "profile", "iterations", "fid",
-                   "kid_mean", "kid_std", "n_generated", "n_reference", "fid_floor", "kid_floor", "lpips_mean"),
-    "training-fid": ("run", "run_digest", "recipe", "dataset", "profile", "iterations", "fid", "kid_mean", "kid_std",
-                     "n_generated", "n_reference"),
-    "gan-test": ("run", "run_digest", "recipe", "dataset", "profile", "iterations", "n_generated", "accuracy", "spread",
-                 "chance", "real_accuracy"),
+    "evaluation": ("run", "run_digest", "conditional", "recipe", "generator", "loss", "seed", "dataset", "profile",
+                   "iterations", "fid", "kid_mean", "kid_std", "n_generated", "n_reference", "fid_floor", "kid_floor",
+                   "lpips_mean"),
+    "training-fid": ("run", "run_digest", "recipe", "generator", "dataset", "profile", "iterations", "seed", "fid",
+                     "kid_mean", "kid_std", "n_generated", "n_reference", "fid_floor", "kid_floor"),
+    "gan-test": ("run", "run_digest", "recipe", "generator", "dataset", "profile", "iterations", "n_generated",
+                 "accuracy", "spread", "chance", "real_accuracy"),
 }
 
 

@@ -6,11 +6,12 @@
 
 Headless, e.g. on a GPU box (the notebook then finds the cached run):
 
-    python -m nbcode.runs.classifier --profile paper --recipe improved
+    python -m nbcode.runs.classifier --profile paper --recipe improved [--network mobilenetv2]
 
 The recipe and its training step are the paper's layer (nbcode.classifier_recipe); this module
-runs them. Every run lives in its own folder under the runs root ($NBCODE_RUNS, default
-~/.cache/nbcode/runs), named by what produced it: recipe, width, dataset, profile, steps x batch
+runs them, on the paper's DS-ResNet or on chapter 8's MobileNetV2 (`NETWORKS`). Every run lives in
+its own folder under the runs root ($NBCODE_RUNS, default ~/.cache/nbcode/runs), named by what
+produced it: network, recipe, width, dataset, profile, steps x batch
 and seed, then a short hash of every setting and of the data actually loaded (`run_name`). The
 folder's bookkeeping (lock, checkpoint at every evaluation, record) is nbcode.runs.scaffold.
 Batches and augmentation are drawn from (seed, step) alone, so a run resumed from a checkpoint
@@ -38,6 +39,7 @@ from nbcode.data.datasets import (
     ensure_downloaded,
     load_for_profile,
 )
+from nbcode.mobilenet import MobileNetV2Small
 from nbcode.resnet import DSResNet
 from nbcode.runs.allocator import keep_freed_memory
 from nbcode.runs.cache import git_commit, load_checkpoint, runs_root, settings_hash
@@ -46,6 +48,24 @@ from nbcode.runs.profiles import PROFILES, Profile, get_profile, pick_device
 from nbcode.runs.scaffold import CHECKPOINT, TrainingRun, train_or_load
 
 VALIDATION_FRACTION = 0.1  # of the training split, held out for every choice we make
+NETWORKS = ("dsresnet", "mobilenetv2")  # the paper's DS-ResNet; chapter 8's inverted residuals
+
+
+def build_classifier(network: str, num_classes: int, width_factor: int = 1) -> nn.Module:
+    """A fresh classifier: "dsresnet" (the paper's, 94,372 parameters at width_factor 1 and 100
+    classes, 334,052 at 2) or "mobilenetv2" (MobileNetV2Small, 93,180; one width only).
+
+    Raises:
+        ValueError: an unknown network, or a width factor the network does not have.
+    """
+    if network == "dsresnet":
+        return DSResNet(num_classes=num_classes, width_factor=width_factor)
+    if network not in NETWORKS:
+        raise ValueError(f"unknown classifier network {network!r}; valid: {', '.join(NETWORKS)}")
+    if width_factor != 1:
+        raise ValueError(f"the {network} classifier has one width (the paper's 94k budget); got width_factor "
+                         f"{width_factor}")
+    return MobileNetV2Small(num_classes)
 
 
 def without_flip_tta(record: dict) -> dict:
@@ -97,15 +117,15 @@ def scores(model: nn.Module, splits: dict[str, tuple[torch.Tensor, torch.Tensor]
 
 
 def run_name(recipe: Recipe, width_factor: int, train: ImageData, test: ImageData, profile: Profile,
-             seed: int, dtype: torch.dtype) -> str:
+             seed: int, dtype: torch.dtype, network: str = "dsresnet") -> str:
     """The folder name of a run: a readable part, then a hash of everything that determines its
-    result (every setting of the recipe, the width, the data actually loaded, the budgets, the
-    seed, the training precision)."""
+    result (the network, every setting of the recipe, the width, the data actually loaded, the
+    budgets, the seed, the training precision)."""
     budgets = ("train_limit", "classifier_steps", "classifier_batch", "eval_every", "eval_images")
-    key = {"recipe": asdict(recipe), "width_factor": width_factor, "seed": seed, "precision": precision_name(dtype),
-           "budgets": {name: getattr(profile, name) for name in budgets},
+    key = {"network": network, "recipe": asdict(recipe), "width_factor": width_factor, "seed": seed,
+           "precision": precision_name(dtype), "budgets": {name: getattr(profile, name) for name in budgets},
            "data": [[d.name, d.split, d.verified, len(d), d.fingerprint()] for d in (train, test)]}
-    return (f"dsresnet-x{width_factor}-{recipe.name}-{train.name}-{profile.name}-"
+    return (f"{network}-x{width_factor}-{recipe.name}-{train.name}-{profile.name}-"
             f"{profile.classifier_steps}x{profile.classifier_batch}-seed{seed}-{precision_name(dtype)}-"
             f"{settings_hash(key)}")
 
@@ -122,15 +142,16 @@ def final_accuracy(history: list[dict]) -> dict:
     return summary
 
 
-def train_classifier(recipe_name: str | Recipe, profile: Profile, *, width_factor: int = 1, dataset: str | None = None,
-                     seed: int = 0, runs_dir: str | Path | None = None, progress: bool = True,
-                     stop_after: int | None = None) -> dict:
-    """Train the DS-ResNet with a recipe at a profile's budget, or return the cached record.
+def train_classifier(recipe_name: str | Recipe, profile: Profile, *, width_factor: int = 1,
+                     network: str = "dsresnet", dataset: str | None = None, seed: int = 0,
+                     runs_dir: str | Path | None = None, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train a classifier with a recipe at a profile's budget, or return the cached record.
 
     Args:
         recipe_name: a key of RECIPES, or a Recipe (e.g. one of `ablations()`).
         profile: the budgets (classifier_steps, classifier_batch, eval_every, train_limit).
         width_factor: 1 for the paper's 94,372-parameter model, 2 for its 334,052-parameter one.
+        network: "dsresnet" (the paper's) or "mobilenetv2" (chapter 8; width_factor 1 only).
         dataset: "cifar100", "cifar10" or "synthetic" (default: $NBCODE_DATASET or cifar100).
         stop_after: stop (with a checkpoint) once this step is reached; a later call resumes.
     Returns:
@@ -139,16 +160,17 @@ def train_classifier(recipe_name: str | Recipe, profile: Profile, *, width_facto
         run is complete, "final": mean +- std of each accuracy over the last evaluations.
     """
     keep_freed_memory()  # batch-512 activations of 32-64 MiB, reused instead of page-faulted
+    build_classifier(network, 10, width_factor)  # an unknown network or width fails before any data is read
     recipe = recipe_name if isinstance(recipe_name, Recipe) else get_recipe(recipe_name)
     full_train = load_for_profile(profile, "train", dataset_name(dataset))
     test = load_for_profile(profile, "test", dataset_name(dataset))
     dtype = training_dtype(pick_device())
-    name = run_name(recipe, width_factor, full_train, test, profile, seed, dtype)
+    name = run_name(recipe, width_factor, full_train, test, profile, seed, dtype, network)
     folder = runs_root(runs_dir) / "classifier" / name
     source = data_source(full_train, dataset_name(dataset))
     return train_or_load(folder, lambda record: record.get("step") == profile.classifier_steps and "final" in record,
-                         lambda: _train(recipe, profile, width_factor, (full_train, test, source), seed, dtype,
-                                        folder, progress, stop_after))
+                         lambda: _train(recipe, profile, (network, width_factor), (full_train, test, source), seed,
+                                        dtype, folder, progress, stop_after))
 
 
 def _evaluation_splits(train: tuple[torch.Tensor, torch.Tensor], validation: ImageData, test: ImageData,
@@ -167,13 +189,15 @@ def _evaluation_splits(train: tuple[torch.Tensor, torch.Tensor], validation: Ima
     return scored, full
 
 
-def _classifier_record(folder: Path, model: DSResNet, width_factor: int, recipe: Recipe, profile: Profile, seed: int,
-                       dtype: torch.dtype, splits: tuple[ImageData, ImageData, ImageData, dict], scored: dict) -> dict:
+def _classifier_record(folder: Path, model: nn.Module, network: tuple[str, int], recipe: Recipe, profile: Profile,
+                       seed: int, dtype: torch.dtype, splits: tuple[ImageData, ImageData, ImageData, dict],
+                       scored: dict) -> dict:
     """The settings part of a classifier run record (the loop adds history and results);
-    `splits` are the training part, validation and test splits, and the `data_source` entry."""
+    `network` is (its name, the width factor); `splits` are the training part, validation and
+    test splits, and the `data_source` entry."""
     train, validation, test, source = splits
-    return {"kind": "classifier", "run": folder.name, "architecture": _architecture(model),
-            "width_factor": width_factor, "num_classes": len(train.classes),
+    return {"kind": "classifier", "run": folder.name, "network": network[0], "architecture": _architecture(model),
+            "width_factor": network[1], "num_classes": len(train.classes),
             "parameters": count_parameters(model), "recipe": asdict(recipe), "profile": profile.name,
             "steps": profile.classifier_steps, "batch": profile.classifier_batch, "seed": seed,
             "precision": precision_name(dtype), "dataset": train.name, "data_source": source,
@@ -182,15 +206,18 @@ def _classifier_record(folder: Path, model: DSResNet, width_factor: int, recipe:
             "device": str(pick_device()), "commit": git_commit(), "history": []}
 
 
-def _architecture(model: DSResNet) -> str:
-    """The name a checkpoint of `model` carries: its widths and number of classes."""
+def _architecture(model: nn.Module) -> str:
+    """The name a checkpoint of `model` carries: its class, widths and number of classes."""
+    if isinstance(model, MobileNetV2Small):
+        return f"MobileNetV2Small(stages={model.stages}, classes={model.head.out_features})"
     return f"DSResNet(widths={model.widths}, classes={model.head.out_features})"
 
 
-def _train(recipe: Recipe, profile: Profile, width_factor: int, data: tuple[ImageData, ImageData, dict], seed: int,
-           dtype: torch.dtype, folder: Path, progress: bool, stop_after: int | None) -> dict:
+def _train(recipe: Recipe, profile: Profile, network: tuple[str, int], data: tuple[ImageData, ImageData, dict],
+           seed: int, dtype: torch.dtype, folder: Path, progress: bool, stop_after: int | None) -> dict:
     """The training loop of `train_classifier`, run while holding the run folder's lock.
-    `data`: the full training split, the test split and the record's `data_source` entry."""
+    `network`: its name and width factor; `data`: the full training split, the test split and
+    the record's `data_source` entry."""
     full_train, test, source = data
     device = pick_device()
     train, validation = split_validation(full_train, seed=seed)
@@ -198,10 +225,9 @@ def _train(recipe: Recipe, profile: Profile, width_factor: int, data: tuple[Imag
     images, labels = train.images.to(device), train.labels.to(device)
     scored, full = _evaluation_splits((images, labels), validation, test, profile.eval_images, device)
     torch.manual_seed(seed)
-    model = DSResNet(num_classes=len(train.classes), width_factor=width_factor).to(device,
-                                                                                 memory_format=torch.channels_last)
+    model = build_classifier(network[0], len(train.classes), network[1]).to(device, memory_format=torch.channels_last)
     optimizer, schedule = make_optimizer(model, recipe, profile.classifier_steps)
-    record = _classifier_record(folder, model, width_factor, recipe, profile, seed, dtype,
+    record = _classifier_record(folder, model, network, recipe, profile, seed, dtype,
                                 (train, validation, test, source), scored)
     run = TrainingRun(folder, _architecture(model), {"model": model, "optimizer": optimizer, "schedule": schedule},
                       profile.classifier_steps, record, progress_keys=("history",), carry={"losses": []})
@@ -238,32 +264,38 @@ def _check_finite_loss(loss: float, step: int, folder: Path) -> None:
 
 def load_trained_classifier(record: dict, runs_dir: str | Path | None = None,
                             device: torch.device | str = "cpu") -> nn.Module:
-    """The trained DS-ResNet of a run record, in eval mode (its checkpoint must be of that run
+    """The trained classifier of a run record, in eval mode (its checkpoint must be of that run
     and step)."""
     path = runs_root(runs_dir) / "classifier" / record["run"] / CHECKPOINT
     state = load_checkpoint(path, record["architecture"], device, keys=("model",), run=record["run"],
                             step=record["step"])
-    model = DSResNet(num_classes=record["num_classes"], width_factor=record["width_factor"])
+    model = build_classifier(record["network"], record["num_classes"], record["width_factor"])
     model.load_state_dict(state["model"])
     return model.to(device).eval()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m nbcode.runs.classifier",
-                                     description="Train the DS-ResNet headless; notebooks then load the cached result.")
+                                     description="Train a classifier headless; notebooks then load the cached result.")
     parser.add_argument("--profile", choices=list(PROFILES), default=None, help="default: $NBCODE_PROFILE or quick")
     parser.add_argument("--recipe", choices=list(RECIPES), default="paper")
     parser.add_argument("--width-factor", type=int, default=1, help="1: 94,372 parameters; 2: 334,052")
+    parser.add_argument("--network", choices=NETWORKS, default="dsresnet",
+                        help="the paper's DS-ResNet or chapter 8's MobileNetV2 (93,180 parameters, width 1 only)")
     parser.add_argument("--dataset", choices=["cifar100", "cifar10", "synthetic"], default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--runs-dir", default=None, help="default: $NBCODE_RUNS or ~/.cache/nbcode/runs")
     args = parser.parse_args()
     try:
+        build_classifier(args.network, 100, args.width_factor)
+    except ValueError as error:
+        parser.error(str(error))
+    try:
         ensure_downloaded(get_profile(args.profile), args.dataset)
     except DataMissingError as error:
         raise SystemExit(str(error)) from None
     record = train_classifier(args.recipe, get_profile(args.profile), width_factor=args.width_factor,
-                              dataset=args.dataset, seed=args.seed, runs_dir=args.runs_dir)
+                              network=args.network, dataset=args.dataset, seed=args.seed, runs_dir=args.runs_dir)
     final, full = record["final"], record["full_splits"]
     print(f"{record['run']}: final weights {full['test']:.2%} on all {full['images']['test']:,} test images, "
           f"{full['validation']:.2%} on all {full['images']['validation']:,} validation images; "

@@ -34,8 +34,8 @@ from nbcode.data.datasets import (
     ensure_downloaded,
     load_for_profile,
 )
-from nbcode.gan import Generator, to_gan_range
-from nbcode.gan_recipe import GAN_RECIPES, GANSettings, build_gan, gan_iteration, update_ema
+from nbcode.gan import to_gan_range
+from nbcode.gan_recipe import GAN_RECIPES, GENERATORS, GANSettings, build_gan, gan_iteration, update_ema
 from nbcode.runs.allocator import keep_freed_memory
 from nbcode.runs.cache import git_commit, load_checkpoint, runs_root, settings_hash
 from nbcode.runs.precision import precision_name, training_dtype
@@ -115,8 +115,8 @@ def _gan_record(folder: Path, settings: GANSettings, profile: Profile, data: tup
 
 
 def _architecture(settings: GANSettings, train: ImageData) -> str:
-    """The name a checkpoint of this GAN carries."""
-    return f"SNGAN(classes={len(train.classes) if settings.conditional else 0})"
+    """The name a checkpoint of this GAN carries: its generator and number of classes."""
+    return f"SNGAN(generator={settings.generator}, classes={len(train.classes) if settings.conditional else 0})"
 
 
 def _check_finite(stats: dict, step: int, folder: Path) -> None:
@@ -139,7 +139,7 @@ def _train(settings: GANSettings, profile: Profile, data: tuple[ImageData, dict]
     num_classes = len(train.classes) if settings.conditional else 0
     images, labels = train.images.to(device), train.labels.to(device)
     torch.manual_seed(seed)
-    g, d, g_opt, d_opt = build_gan(num_classes, settings.lr, device, lr_d=settings.lr_d)
+    g, d, g_opt, d_opt = build_gan(num_classes, settings.lr, device, lr_d=settings.lr_d, generator=settings.generator)
     g_ema = copy.deepcopy(g).eval()  # the average starts as the generator itself
     grid_z, grid_y = _grid_inputs(num_classes, g.latent, device)
     record = _gan_record(folder, settings, profile, data, seed, dtype,
@@ -168,7 +168,7 @@ def grid_name(step: int) -> str:
 
 
 @torch.no_grad()
-def save_grid(g: Generator, grid_z: torch.Tensor, grid_y: torch.Tensor | None, path: Path) -> None:
+def save_grid(g: torch.nn.Module, grid_z: torch.Tensor, grid_y: torch.Tensor | None, path: Path) -> None:
     """Draw the fixed-noise sample grid of `g` (one class per row) and save it as a PNG."""
     save_image(g(grid_z, grid_y).add(1).div(2), path, nrow=GRID_PER_CLASS)
 
@@ -201,7 +201,8 @@ def run_name(settings: GANSettings, train: ImageData, profile: Profile, seed: in
            "budgets": {name: getattr(profile, name) for name in ("train_limit", "gan_iterations", "gan_batch")},
            "data": [train.name, train.split, train.verified, len(train), train.fingerprint()]}
     kind = "conditional" if settings.conditional else "unconditional"
-    return (f"gan-{kind}-{settings.loss}-{settings.name}-{train.name}-{profile.name}-"
+    generator = "" if settings.generator == "table1" else f"{settings.generator}-"  # Table 1's goes unnamed
+    return (f"gan-{generator}{kind}-{settings.loss}-{settings.name}-{train.name}-{profile.name}-"
             f"{profile.gan_iterations}x{profile.gan_batch}-"
             f"seed{seed}-{precision_name(dtype)}-{settings_hash(key)}")
 
@@ -235,12 +236,13 @@ def run_summary(record: dict) -> str:
 
 
 def load_trained_generator(record: dict, runs_dir: str | Path | None = None, device: torch.device | str = "cpu",
-                           ema: bool = True) -> Generator:
-    """The trained generator of a GAN run record (the EMA copy by default), in eval mode (its
-    checkpoint must be of that run and step)."""
+                           ema: bool = True) -> torch.nn.Module:
+    """The trained generator of a GAN run record (the EMA copy by default; Table 1's or the SLE
+    one, as the run's settings say), in eval mode (its checkpoint must be of that run and step)."""
     state = load_checkpoint(runs_root(runs_dir) / "gan" / record["run"] / CHECKPOINT, record["architecture"],
                             device, keys=("g", "g_ema"), run=record["run"], step=record["step"])
-    g = Generator(len(record["classes"]) if record["settings"]["conditional"] else 0)
+    settings = record["settings"]
+    g = GENERATORS[settings["generator"]](len(record["classes"]) if settings["conditional"] else 0)
     g.load_state_dict(state["g_ema" if ema else "g"])
     return g.to(device).eval()
 
@@ -252,6 +254,8 @@ def main() -> None:
                         help="the paper's recipe or ours (the rate and EMA options below override it)")
     parser.add_argument("--loss", choices=["aw", "hinge"], default="aw")
     parser.add_argument("--unconditional", action="store_true")
+    parser.add_argument("--generator", choices=list(GENERATORS), default=None,
+                        help="Table 1's generator (default) or chapter 8's SLE + separable-conv one")
     parser.add_argument("--lr", type=float, default=None, help="Adam learning rate of G (and of D, unless --lr-d)")
     parser.add_argument("--lr-d", type=float, default=None, help="the discriminator's own learning rate")
     parser.add_argument("--ema", type=float, default=None, help="decay of the generator's average")
@@ -260,7 +264,7 @@ def main() -> None:
     parser.add_argument("--runs-dir", default=None, help="default: $NBCODE_RUNS or ~/.cache/nbcode/runs")
     args = parser.parse_args()
     try:
-        chosen = {"lr": args.lr, "lr_d": args.lr_d, "ema": args.ema}
+        chosen = {"lr": args.lr, "lr_d": args.lr_d, "ema": args.ema, "generator": args.generator}
         settings = replace(GAN_RECIPES[args.recipe], loss=args.loss, conditional=not args.unconditional,
                            **{key: value for key, value in chosen.items() if value is not None})
     except ValueError as error:

@@ -2,10 +2,12 @@
 
     python -m nbcode.runs.reproduce --profile paper --dataset cifar10 [--export results]
 
-1. classifiers: the three runs of notebook 2 (paper recipe; improved; improved at 2x width);
+1. classifiers: the three runs of notebook 2 (paper recipe; improved; improved at 2x width), then
+   notebook 8's MobileNetV2 of inverted residuals (improved recipe, the paper's future work);
 2. GANs: the conditional aw-GAN with the paper's recipe and with ours (notebook 6), the
    unconditional aw-GAN, and a hinge-loss twin of the conditional run (same budget and seed), so
-   that the paper's claim that the aw loss helps gets a full-budget test;
+   that the paper's claim that the aw loss helps gets a full-budget test; then notebook 8's
+   generator with skip-layer excitation and separable convs (improved recipe);
 3. evaluation of each GAN: FID and KID of `profile.fid_samples` samples against as many test
    images, beside real training images against the same test images (the floor at that n), and
    LPIPS to the nearest training images beside real test images' (nbcode.metrics.nearest).
@@ -37,12 +39,15 @@ from nbcode.runs.classifier import train_classifier
 from nbcode.runs.gan import final_grid, train_gan
 from nbcode.runs.profiles import PROFILES, Profile, get_profile, pick_device
 
-CLASSIFIER_RUNS = {"classifier paper x1": ("paper", 1), "classifier improved x1": ("improved", 1),
-                   "classifier improved x2": ("improved", 2)}
+CLASSIFIER_RUNS = {"classifier paper x1": ("paper", 1, "dsresnet"),
+                   "classifier improved x1": ("improved", 1, "dsresnet"),
+                   "classifier improved x2": ("improved", 2, "dsresnet"),
+                   "classifier mobilenetv2 improved x1": ("improved", 1, "mobilenetv2")}
 GAN_RUNS = {"gan conditional aw": GAN_RECIPES["paper"],
             "gan conditional aw improved": GAN_RECIPES["improved"],
             "gan unconditional aw": replace(GAN_RECIPES["paper"], conditional=False),
-            "gan conditional hinge": replace(GAN_RECIPES["paper"], loss="hinge")}
+            "gan conditional hinge": replace(GAN_RECIPES["paper"], loss="hinge"),
+            "gan sle conditional aw improved": replace(GAN_RECIPES["improved"], generator="sle")}
 LOG_POINTS = 1000  # per-iteration GAN logs are exported as this many bin means at most
 
 
@@ -75,8 +80,8 @@ def reproduce(profile: Profile, dataset: str | None = None, runs_dir: str | Path
         print(f"[{name}] {seconds:7.1f} s  {record['run']}", flush=True)
         return record
 
-    for name, (recipe, width) in CLASSIFIER_RUNS.items():
-        timed(name, lambda: train_classifier(recipe, profile, width_factor=width, dataset=dataset,
+    for name, (recipe, width, network) in CLASSIFIER_RUNS.items():
+        timed(name, lambda: train_classifier(recipe, profile, width_factor=width, network=network, dataset=dataset,
                                              runs_dir=runs_dir, progress=progress))
     gans = {name: timed(name, lambda: train_gan(settings, profile, dataset=dataset, runs_dir=runs_dir,
                                                 progress=progress))
