@@ -35,11 +35,13 @@ class Profile:
         eval_images: images per split scored at each evaluation (None: the whole split); the
             final evaluation also scores the whole validation and test splits.
         comparison_steps: optimiser steps of the recipe, width, ablation and seed comparisons
-            of notebook 02 (`comparison_budget`), at the same batch.
+            of notebook 02 and of notebook 08's DS-ResNet against MobileNetV2 (two seeds each)
+            (`comparison_budget`), at the same batch.
         comparison_eval_every: evaluate those runs every this many steps.
         gan_iterations: generator updates of the GAN (the paper: 50,000).
         gan_batch: images per GAN step.
-        gan_comparison_iterations: generator updates of the ablation runs of notebook 06
+        gan_comparison_iterations: generator updates of the ablation runs of notebook 06 and
+            of notebook 08's Table 1 against SLE generators (two seeds each)
             (`gan_comparison_budget`), at the same batch.
         fid_samples: generated images, and reference images, for FID and KID.
         toy_steps: iterations of the 2-D toy GAN (notebooks 03 and 04).
