@@ -3,7 +3,7 @@
     record = train_gan(GANSettings(loss="aw"), get_profile("quick"))   # trains, or loads the cache
     g = load_trained_generator(record)                                  # EMA generator, eval mode
 
-Headless:  python -m nbcode.runs.gan --profile paper --loss aw [--recipe improved]
+Headless:  python -m nbcode.runs.gan --profile paper --loss aw [--recipe improved] [--generator sle]
 
 The settings and the D and G updates are the paper's layer (nbcode.gan_recipe); this module runs
 them. Like the classifier's, a run lives in a folder under the runs root named by what produced it
