@@ -141,7 +141,7 @@ show_source(seeded_recipe_verdict)
 # %%
 classifier_verdict = seeded_recipe_verdict(classifier_runs["DS-ResNet"],
                                            classifier_runs["MobileNetV2"],
-                                           ("the DS-ResNet", "the MobileNetV2"))
+                                           ("DS-ResNet", "MobileNetV2"))
 print(classifier_verdict)
 
 # %% [markdown]
