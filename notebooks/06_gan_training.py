@@ -316,8 +316,8 @@ print(f"\nchanges that earn their place at {comparison.gan_iterations:,} iterati
 # - The case shares show how much of the time the aw rule departs from a plain (normalised)
 #   sum, and which side it protects; the weights show the scale it trains at.
 # - The improved recipe changes training only, so whatever it gains costs no parameters.
-# - Notebook 7 loads both runs (and the paper recipe's unconditional twin) to measure FID, KID,
-#   LPIPS and GAN-test accuracy against the test split.
+# - Notebook 7 loads both runs to measure FID, KID, LPIPS and GAN-test accuracy against the test
+#   split, and trains the paper recipe's unconditional twin at the comparison budget.
 #
 # The cell below answers the chapter's questions, computed from the logs and scores above.
 

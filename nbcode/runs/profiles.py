@@ -40,9 +40,9 @@ class Profile:
         comparison_eval_every: evaluate those runs every this many steps.
         gan_iterations: generator updates of the GAN (the paper: 50,000).
         gan_batch: images per GAN step.
-        gan_comparison_iterations: generator updates of the ablation runs of notebook 06 and
-            of notebook 08's Table 1 against SLE generators (two seeds each)
-            (`gan_comparison_budget`), at the same batch.
+        gan_comparison_iterations: generator updates of the ablation runs of notebook 06, of
+            notebook 07's conditional and unconditional twins and of notebook 08's Table 1
+            against SLE generators (two seeds each) (`gan_comparison_budget`), at the same batch.
         fid_samples: generated images, and reference images, for FID and KID.
         toy_steps: iterations of the 2-D toy GAN (notebooks 03 and 04).
         toy_seeds: seeds per loss in the toy-GAN comparison.
@@ -118,7 +118,7 @@ def comparison_budget(profile: Profile) -> Profile:
 
 def gan_comparison_budget(profile: Profile) -> Profile:
     """`profile` with its GAN budget cut to `gan_comparison_iterations` (same batch): the budget of
-    notebook 06's ablation runs."""
+    notebook 06's ablation runs, notebook 07's conditioning twins and notebook 08's generators."""
     return replace(profile, gan_iterations=profile.gan_comparison_iterations)
 
 
