@@ -73,6 +73,23 @@ class ToyRun:
         return Counter(self.cases)
 
 
+def toy_discriminator_backward(d: nn.Module, d_opt: torch.optim.Optimizer, real: torch.Tensor, fake: torch.Tensor,
+                               run: ToyRun) -> None:
+    """Set D's gradients for one step on real and generated points, (B, 2) each, scored in one
+    call: by the aw rule when `run.loss` is "aw" (its case and weights are appended to `run`),
+    else by the plain hinge sum L_r + L_f."""
+    out = d(torch.cat([real, fake])).squeeze(1)
+    real_out, fake_out = out[:len(real)], out[len(real):]
+    if run.loss == "aw":
+        weights = aw_discriminator_backward(d, real_out, fake_out, hinge_real(real_out), hinge_fake(fake_out))
+        run.cases.append(weights.case)
+        run.w_real.append(weights.w_real)
+        run.w_fake.append(weights.w_fake)
+    else:
+        d_opt.zero_grad()
+        (hinge_real(real_out) + hinge_fake(fake_out)).backward()
+
+
 def train_toy_gan(loss: str, steps: int, seed: int, batch: int = 256, lr: float = 1e-3,
                   n_samples: int = 2000,
                   on_d_backward: Callable[[int, nn.Module], None] | None = None) -> ToyRun:
@@ -95,18 +112,7 @@ def train_toy_gan(loss: str, steps: int, seed: int, batch: int = 256, lr: float 
     d_opt = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.0, 0.9))
     run = ToyRun(loss, seed, torch.empty(0, 2))
     for step in range(steps):
-        real = sample_ring(batch, data)
-        fake = g(torch.randn(batch, LATENT)).detach()
-        out = d(torch.cat([real, fake])).squeeze(1)
-        real_out, fake_out = out[:batch], out[batch:]
-        if loss == "aw":
-            weights = aw_discriminator_backward(d, real_out, fake_out, hinge_real(real_out), hinge_fake(fake_out))
-            run.cases.append(weights.case)
-            run.w_real.append(weights.w_real)
-            run.w_fake.append(weights.w_fake)
-        else:
-            d_opt.zero_grad()
-            (hinge_real(real_out) + hinge_fake(fake_out)).backward()
+        toy_discriminator_backward(d, d_opt, sample_ring(batch, data), g(torch.randn(batch, LATENT)).detach(), run)
         if on_d_backward is not None:
             on_d_backward(step, d)
         d_opt.step()
