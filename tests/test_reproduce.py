@@ -105,6 +105,7 @@ def test_export_is_small_and_the_book_shows_it_labelled(reproduced, tmp_path, mo
     future = [line for line in intro.splitlines() if line.startswith("| Future work")]
     assert len(future) == 2 and all("no run yet" not in line for line in future)  # both variants ran
     assert "MobileNetV2 (93,180 parameters)" in future[0] and "SLE generator FID" in future[1]
+    assert "validation (the status's split; test " in future[0]  # the numbers the status is computed from
     assert all(line.split(" | ")[-1].rstrip(" |") in ("better", "worse", "inconclusive") for line in future)
 
 

@@ -85,6 +85,7 @@ def score_on_training_images(record: dict, profile: Profile, runs_dir: str | Pat
     scores |= {"fid_floor": floor["fid"], "kid_floor": floor["kid_mean"]}
     result = {"kind": "training-fid", "run": record["run"], "run_digest": record_digest(record),
               "recipe": record["settings"]["name"], "generator": record["settings"]["generator"],
+              "conditional": record["settings"]["conditional"], "loss": record["settings"]["loss"],
               "dataset": record["dataset"], "profile": record["profile"], "iterations": record["iterations"],
               "seed": record["seed"], "commit": git_commit(), **scores}
     write_json(path, result)

@@ -50,8 +50,9 @@ RECORD_KEYS = {
     "evaluation": ("run", "run_digest", "conditional", "recipe", "generator", "loss", "seed", "dataset", "profile",
                    "iterations", "fid", "kid_mean", "kid_std", "n_generated", "n_reference", "fid_floor", "kid_floor",
                    "lpips_mean"),
-    "training-fid": ("run", "run_digest", "recipe", "generator", "dataset", "profile", "iterations", "seed", "fid",
-                     "kid_mean", "kid_std", "n_generated", "n_reference", "fid_floor", "kid_floor"),
+    "training-fid": ("run", "run_digest", "recipe", "generator", "conditional", "loss", "dataset", "profile",
+                     "iterations", "seed", "fid", "kid_mean", "kid_std", "n_generated", "n_reference", "fid_floor",
+                     "kid_floor"),
     "gan-test": ("run", "run_digest", "recipe", "generator", "dataset", "profile", "iterations", "n_generated",
                  "accuracy", "spread", "chance", "real_accuracy"),
 }
