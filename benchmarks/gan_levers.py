@@ -22,6 +22,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+import torch
+from torch import nn
+
 from nbcode.data.datasets import DataMissingError, ensure_downloaded, load_run_split
 from nbcode.gan_recipe import GAN_RECIPES, GANSettings
 from nbcode.metrics.evaluation import score_on_training_images
@@ -45,14 +48,21 @@ def levers() -> dict[str, GANSettings]:
             "improved, no cutout": replace(improved, name="lever-improved-nocutout", augment=("colour", "translation"))}
 
 
-def gan_test_accuracy(run: dict, samples: int) -> float:
+def load_judge() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """The quick profile's improved DS-ResNet (trained first if not cached) and the (3,) input
+    mean and std it was trained with: the GAN-test judge, loaded once for every lever."""
+    record = train_classifier("improved", get_profile("quick"))
+    mean, std = input_statistics(record, load_run_split(record["data_source"], get_profile("quick"), "train"))
+    return load_trained_classifier(record), mean, std
+
+
+def gan_test_accuracy(run: dict, samples: int, judge: tuple[nn.Module, torch.Tensor, torch.Tensor]) -> float:
     """GAN-test accuracy in [0, 1] of a conditional GAN run: `samples` // C generated images per
-    class, labelled by the quick profile's improved DS-ResNet (trained first if not cached)."""
-    judge = train_classifier("improved", get_profile("quick"))
-    mean, std = input_statistics(judge, load_run_split(judge["data_source"], get_profile("quick"), "train"))
+    class, labelled by `judge` (`load_judge`)."""
     generator = load_trained_generator(run)
     images, labels = samples_per_class(generator, max(1, samples // generator.num_classes))
-    return per_class_accuracy(load_trained_classifier(judge), images, labels, mean, std).nanmean().item()
+    classifier, mean, std = judge
+    return per_class_accuracy(classifier, images, labels, mean, std).nanmean().item()
 
 
 def lever_profile(iterations: int, samples: int) -> Profile:
@@ -75,12 +85,14 @@ def main() -> None:
         ensure_downloaded(profile, None)
     except DataMissingError as error:
         raise SystemExit(str(error)) from None
-    chosen = {name: levers()[name] for name in args.only} if args.only else levers()
+    every = levers()
+    chosen = {name: every[name] for name in args.only} if args.only else every
+    judge = load_judge() if args.gan_test else None
     first, scores = next(iter(chosen)), {}
     for name, settings in chosen.items():
         run = train_gan(settings, profile)
         scores[name] = s = score_on_training_images(run, profile)
-        accuracy = f"  GAN-test {100 * gan_test_accuracy(run, args.samples):.1f}%" if args.gan_test else ""
+        accuracy = f"  GAN-test {100 * gan_test_accuracy(run, args.samples, judge):.1f}%" if judge else ""
         print(f"{name:<28} FID {s['fid']:7.2f} ({s['fid'] / scores[first]['fid']:.2f}x {first}'s)  "
               f"KID x1000 {1000 * s['kid_mean']:6.2f} ± {1000 * s['kid_std']:.2f}{accuracy}", flush=True)
     print(f"{args.iterations:,} iterations x {profile.gan_batch} ({profile.name} profile), {args.samples:,} "
