@@ -75,20 +75,22 @@ def validation_and_variance(record: dict) -> tuple[float, float]:
 def recipe_verdict(baseline: dict, other: dict) -> Verdict:
     """One sentence: other - baseline validation accuracy in points, with its spread, and the verdict.
 
-    The spread combines, for both runs, the std over the last evaluations and the sampling error
-    of an accuracy p measured on n validation images, sqrt(p (1 - p) / n). A difference under
+    The spread combines, for both runs, the std over the last evaluations (the last quarter, at
+    least one; with a single one that term is 0) and the sampling error of an accuracy p measured
+    on n validation images, sqrt(p (1 - p) / n). A difference under
     twice the spread is called "inconclusive at this budget".
     """
     (a, var_a), (b, var_b) = validation_and_variance(baseline), validation_and_variance(other)
     difference, spread = 100 * (b - a), 100 * (var_a + var_b) ** 0.5
-    def label(record: dict) -> Verdict:
+    def label(record: dict) -> str:
         seed = f" seed {record['seed']}" if baseline["seed"] != other["seed"] else ""
         return f"{record['recipe']['name']} x{record['width_factor']}{seed}"
 
-    name = f"{label(other)} - {label(baseline)}"
-    measured = (f"{name} = {difference:+.1f} points on validation (spread {spread:.1f}: last "
-                f"{other['final']['validation']['evals']} evaluations and {other['eval_images']['validation']:,} "
-                f"images; {other['dataset']}, {other['profile']} profile, {other['steps']:,} steps x {other['batch']})")
+    name, evals = f"{label(other)} - {label(baseline)}", other["final"]["validation"]["evals"]
+    last = "the last evaluation" if evals == 1 else f"the last {evals} evaluations"
+    measured = (f"{name} = {difference:+.1f} points on validation (spread {spread:.1f}: {last} and "
+                f"{other['eval_images']['validation']:,} images; {other['dataset']}, {other['profile']} profile, "
+                f"{other['steps']:,} steps x {other['batch']})")
     return verdict(measured, difference, spread, f"{'better' if difference > 0 else 'worse'} at this budget")
 
 
