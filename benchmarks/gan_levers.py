@@ -36,7 +36,8 @@ from nbcode.runs.profiles import Profile, get_profile
 
 def levers() -> dict[str, GANSettings]:
     """The paper's recipe, each candidate lever alone on top of it, the improved recipe, and the
-    improved recipe with the discriminator at 4x the generator's rate, or without cutout."""
+    improved recipe with the discriminator at 4x the generator's rate, without cutout, or with
+    translation alone."""
     paper, improved = GAN_RECIPES["paper"], GAN_RECIPES["improved"]
     return {"paper recipe": paper,
             "D at 2x G's rate (TTUR)": replace(paper, name="lever-ttur", lr_d=improved.lr_d),
@@ -45,7 +46,10 @@ def levers() -> dict[str, GANSettings]:
             "EMA decay 0.995": replace(paper, name="lever-ema995", ema=0.995),
             "improved recipe": improved,
             "improved, D at 4x G's rate": replace(improved, name="lever-improved-ttur4", lr_d=4 * improved.lr),
-            "improved, no cutout": replace(improved, name="lever-improved-nocutout", augment=("colour", "translation"))}
+            "improved, no cutout": replace(improved, name="lever-improved-nocutout", augment=("colour", "translation")),
+            "improved, translation only": replace(improved, name="lever-improved-translation", augment=("translation",)),
+            "improved, no cutout, D at 4x": replace(improved, name="lever-improved-nocutout-ttur4", lr_d=4 * improved.lr,
+                                                   augment=("colour", "translation"))}
 
 
 def load_judge() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
