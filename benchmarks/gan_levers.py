@@ -36,17 +36,24 @@ from nbcode.runs.profiles import Profile, get_profile
 
 def levers() -> dict[str, GANSettings]:
     """The paper's recipe, each candidate lever alone on top of it, the improved recipe, and the
-    improved recipe with the discriminator at 4x the generator's rate, without cutout, or with
-    translation alone."""
+    improved recipe with the discriminator at 4x the generator's rate, without cutout or colour,
+    with translation alone, or with both rates decaying linearly to 0."""
     paper, improved = GAN_RECIPES["paper"], GAN_RECIPES["improved"]
     return {"paper recipe": paper,
             "D at 2x G's rate (TTUR)": replace(paper, name="lever-ttur", lr_d=improved.lr_d),
             "DiffAugment": replace(paper, name="lever-diffaugment", augment=improved.augment),
             "both at 4e-4": replace(paper, name="lever-fast", lr=4e-4, lr_d=4e-4),
             "EMA decay 0.995": replace(paper, name="lever-ema995", ema=0.995),
+            "linear rate decay": replace(paper, name="lever-decay", lr_decay=True),
             "improved recipe": improved,
             "improved, D at 4x G's rate": replace(improved, name="lever-improved-ttur4", lr_d=4 * improved.lr),
             "improved, no cutout": replace(improved, name="lever-improved-nocutout", augment=("colour", "translation")),
+            "improved, linear rate decay": replace(improved, name="lever-improved-decay", lr_decay=True),
+            "improved, no cutout, rate decay": replace(improved, name="lever-improved-nocutout-decay", lr_decay=True,
+                                                      augment=("colour", "translation")),
+            "improved, no colour": replace(improved, name="lever-improved-nocolour", augment=("translation", "cutout")),
+            "improved, no colour, rate decay": replace(improved, name="lever-improved-nocolour-decay", lr_decay=True,
+                                                      augment=("translation", "cutout")),
             "improved, translation only": replace(improved, name="lever-improved-translation", augment=("translation",)),
             "improved, no cutout, D at 4x": replace(improved, name="lever-improved-nocutout-ttur4", lr_d=4 * improved.lr,
                                                    augment=("colour", "translation"))}

@@ -51,6 +51,9 @@ class GANSettings:
             (nbcode.diff_augment; Zhao et al., 2020); () for none.
         generator: "table1" (the paper's, nbcode.gan) or "sle" (skip-layer excitation and
             separable convs, nbcode.sle_gan); both train against Table 1's discriminator.
+        lr_decay: both learning rates fall linearly from their value at the first iteration to 0
+            after the last (`scheduled_rates`), as in Miyato & Koyama's projection-discriminator
+            runs (2018) and Mimicry's SN-GAN baselines (Lee & Town, 2020); False: constant rates.
     """
 
     loss: str = "aw"
@@ -61,6 +64,7 @@ class GANSettings:
     ema: float = 0.999
     augment: tuple[str, ...] = ()
     generator: str = "table1"
+    lr_decay: bool = False
 
     def __post_init__(self) -> None:
         check_loss(self.loss)
@@ -107,6 +111,20 @@ def build_gan(num_classes: int, lr: float, device: torch.device | str = "cpu", l
     g_opt = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.0, 0.9))
     d_opt = torch.optim.Adam(d.parameters(), lr=lr if lr_d is None else lr_d, betas=(0.0, 0.9))
     return g, d, g_opt, d_opt
+
+
+def scheduled_rates(settings: GANSettings, step: int, total: int) -> tuple[float, float]:
+    """The generator's and the discriminator's learning rates at iteration `step` (0-based) of a
+    run of `total` iterations: constant, or with `settings.lr_decay` falling linearly to 0."""
+    scale = 1 - step / total if settings.lr_decay else 1.0
+    return settings.lr * scale, (settings.lr if settings.lr_d is None else settings.lr_d) * scale
+
+
+def set_rates(g_opt: torch.optim.Optimizer, d_opt: torch.optim.Optimizer, rates: tuple[float, float]) -> None:
+    """Give every parameter group of G's and D's optimisers its rate from `scheduled_rates`."""
+    for optimiser, rate in zip((g_opt, d_opt), rates):
+        for group in optimiser.param_groups:
+            group["lr"] = rate
 
 
 def update_discriminator(d: Discriminator, d_opt: torch.optim.Optimizer, real: torch.Tensor,

@@ -8,7 +8,7 @@ from torch.nn.utils import parametrize
 
 from nbcode.cost import count_parameters
 from nbcode.gan import Discriminator, Generator, to_uint8
-from nbcode.gan_recipe import GAN_RECIPES, GANSettings, build_gan, gan_ablations, gan_iteration
+from nbcode.gan_recipe import GAN_RECIPES, GANSettings, build_gan, gan_ablations, gan_iteration, scheduled_rates
 from nbcode.losses import adaptive_weights, hinge_fake, hinge_real
 from nbcode.runs.gan import GANDivergedError, load_trained_generator, run_summary, train_gan
 from nbcode.runs.profiles import get_profile
@@ -102,9 +102,26 @@ def test_precision_is_part_of_the_gan_run_and_fp32_can_be_forced(tmp_path, monke
     assert all(map(math.isfinite, bf16["log"]["d_loss"] + bf16["log"]["g_loss"]))
 
 
-@pytest.mark.parametrize("recipe", ["paper", "improved"])
+def test_decayed_rates_fall_linearly_to_zero_and_reach_the_optimisers(tmp_path):
+    decayed = GANSettings(lr=2e-4, lr_d=4e-4, lr_decay=True)
+    assert scheduled_rates(decayed, 0, 4) == (2e-4, 4e-4)
+    assert scheduled_rates(decayed, 2, 4) == pytest.approx((1e-4, 2e-4))
+    assert scheduled_rates(decayed, 3, 4) == pytest.approx((0.5e-4, 1e-4))  # the last step's: > 0
+    assert scheduled_rates(GANSettings(lr=2e-4), 3, 4) == (2e-4, 2e-4)  # constant without decay
+    record = train_gan(decayed, TINY, dataset="synthetic", runs_dir=tmp_path, progress=False)
+    state = torch.load(tmp_path / "gan" / record["run"] / "checkpoint.pt", weights_only=True)
+    assert state["g_opt"]["param_groups"][0]["lr"] == pytest.approx(0.5e-4)
+    assert state["d_opt"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    assert record["settings"]["lr_decay"] is True
+    assert record["run"] != train_gan(dataclasses.replace(decayed, lr_decay=False), TINY, dataset="synthetic",
+                                      runs_dir=tmp_path, progress=False)["run"]
+
+
+@pytest.mark.parametrize("recipe", ["paper", "improved", "decayed"])
 def test_training_resumes_exactly_and_caches(tmp_path, recipe):
-    settings = GAN_RECIPES[recipe]  # the improved one draws its augmentations from the step's generator too
+    # the improved one draws its augmentations from the step's generator too; the decayed one
+    # sets its rates from the step alone, so a resumed run continues on the same schedule
+    settings = dataclasses.replace(GAN_RECIPES["paper"], lr_decay=True) if recipe == "decayed" else GAN_RECIPES[recipe]
     straight = train_gan(settings, TINY, dataset="synthetic", runs_dir=tmp_path / "a", progress=False)
     train_gan(settings, TINY, dataset="synthetic", runs_dir=tmp_path / "b", progress=False, stop_after=2)
     resumed = train_gan(settings, TINY, dataset="synthetic", runs_dir=tmp_path / "b", progress=False)

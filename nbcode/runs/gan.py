@@ -35,7 +35,16 @@ from nbcode.data.datasets import (
     load_for_profile,
 )
 from nbcode.gan import to_gan_range
-from nbcode.gan_recipe import GAN_RECIPES, GENERATORS, GANSettings, build_gan, gan_iteration, update_ema
+from nbcode.gan_recipe import (
+    GAN_RECIPES,
+    GENERATORS,
+    GANSettings,
+    build_gan,
+    gan_iteration,
+    scheduled_rates,
+    set_rates,
+    update_ema,
+)
 from nbcode.runs.allocator import keep_freed_memory
 from nbcode.runs.cache import git_commit, load_checkpoint, runs_root, settings_hash
 from nbcode.runs.precision import precision_name, training_dtype
@@ -151,6 +160,7 @@ def _train(settings: GANSettings, profile: Profile, data: tuple[ImageData, dict]
     for step in run.steps(stop_after, save_every=every, progress=progress):
         rng = torch.Generator(device=device).manual_seed(seed * 1_000_003 + step)
         real, index = real_batch(images, profile.gan_batch, step, seed, rng)
+        set_rates(g_opt, d_opt, scheduled_rates(settings, step, run.total))
         stats = gan_iteration(g, d, g_opt, d_opt, real, labels[index] if num_classes else None, settings.loss, rng,
                               dtype, settings.augment)
         update_ema(g_ema, g, min(settings.ema, (1 + step) / (10 + step)))  # short warm-up of the average
