@@ -39,6 +39,7 @@ def levers() -> dict[str, GANSettings]:
     improved recipe with the discriminator at 4x the generator's rate, without cutout or colour,
     with translation alone, or with both rates decaying linearly to 0."""
     paper, improved = GAN_RECIPES["paper"], GAN_RECIPES["improved"]
+    no_cutout, no_colour = ("colour", "translation"), ("translation", "cutout")
     return {"paper recipe": paper,
             "D at 2x G's rate (TTUR)": replace(paper, name="lever-ttur", lr_d=improved.lr_d),
             "DiffAugment": replace(paper, name="lever-diffaugment", augment=improved.augment),
@@ -47,17 +48,17 @@ def levers() -> dict[str, GANSettings]:
             "linear rate decay": replace(paper, name="lever-decay", lr_decay=True),
             "improved recipe": improved,
             "improved, D at 4x G's rate": replace(improved, name="lever-improved-ttur4", lr_d=4 * improved.lr),
-            "improved, no cutout": replace(improved, name="lever-improved-nocutout", augment=("colour", "translation")),
+            "improved, no cutout": replace(improved, name="lever-improved-nocutout", augment=no_cutout),
             "improved, linear rate decay": replace(improved, name="lever-improved-decay", lr_decay=True),
-            "improved, no cutout, rate decay": replace(improved, name="lever-improved-nocutout-decay", lr_decay=True,
-                                                      augment=("colour", "translation")),
-            "improved, no colour": replace(improved, name="lever-improved-nocolour", augment=("translation", "cutout")),
-            "improved, no colour, rate decay": replace(improved, name="lever-improved-nocolour-decay", lr_decay=True,
-                                                      augment=("translation", "cutout")),
-            "improved, translation only": replace(improved, name="lever-improved-translation", augment=("translation",)),
-            "improved, no cutout, D at 4x": replace(improved, name="lever-improved-nocutout-ttur4", lr_d=4 * improved.lr,
-                                                   augment=("colour", "translation"))}
-
+            "improved, no cutout, rate decay": replace(improved, name="lever-improved-nocutout-decay",
+                                                       lr_decay=True, augment=no_cutout),
+            "improved, no colour": replace(improved, name="lever-improved-nocolour", augment=no_colour),
+            "improved, no colour, rate decay": replace(improved, name="lever-improved-nocolour-decay",
+                                                       lr_decay=True, augment=no_colour),
+            "improved, translation only": replace(improved, name="lever-improved-translation",
+                                                  augment=("translation",)),
+            "improved, no cutout, D at 4x": replace(improved, name="lever-improved-nocutout-ttur4",
+                                                    lr_d=4 * improved.lr, augment=no_cutout)}
 
 def load_judge() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     """The quick profile's improved DS-ResNet (trained first if not cached) and the (3,) input
