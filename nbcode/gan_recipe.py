@@ -80,7 +80,9 @@ class GANSettings:
 
 GAN_RECIPES = {
     "paper": GANSettings(),
-    "improved": GANSettings(name="improved", lr_d=4e-4, augment=("colour", "translation", "cutout")),
+    # No cutout: at 4,000 iterations on the CIFAR-10 copy it made fewer samples recognisable as
+    # their class (GAN-test accuracy) for a small gain in FID (benchmarks/gan_levers.py).
+    "improved": GANSettings(name="improved", lr_d=4e-4, augment=("colour", "translation")),
 }
 
 
