@@ -58,6 +58,18 @@ def test_a_second_call_redoes_nothing(reproduced, capsys):
     assert [s.record["run"] for s in again] == [s.record["run"] for s in reproduced[1]]
 
 
+def test_chosen_stages_run_in_the_order_asked_and_an_unknown_one_is_named(reproduced, capsys):
+    runs, everything = reproduced
+    chosen = ["evaluation conditional aw", "classifier improved x1"]
+    stages = reproduce(SMOKE, "synthetic", runs, progress=False, only=chosen)
+    assert [s.name for s in stages] == chosen
+    by_name = {s.name: s.record["run"] for s in everything}
+    assert [s.record["run"] for s in stages] == [by_name[name] for name in chosen]
+    assert "done: the 2 chosen of 14: 2 stages" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown stage.*'gan x'.*stages: classifier paper x1"):
+        reproduce(SMOKE, "synthetic", runs, progress=False, only=["gan x"])
+
+
 def test_an_interrupted_reproduction_resumes_where_it_stopped(tmp_path, monkeypatch):
     real_train_gan = nbcode.runs.reproduce.train_gan
 

@@ -1,6 +1,6 @@
 """The whole paper in one command, resumable stage by stage:
 
-    python -m nbcode.runs.reproduce --profile paper --dataset cifar10 [--export results]
+    python -m nbcode.runs.reproduce --profile paper --dataset cifar10 [--export results] [--only STAGE ...]
 
 1. classifiers: the three runs of notebook 2 (paper recipe; improved; improved at 2x width), then
    notebook 8's MobileNetV2 of inverted residuals (improved recipe, the paper's future work);
@@ -26,7 +26,9 @@ import argparse
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -67,29 +69,53 @@ def device_name(device: torch.device) -> str:
     return f"{device.type} ({torch.get_num_threads()} threads)" if device.type == "cpu" else device.type
 
 
-def reproduce(profile: Profile, dataset: str | None = None, runs_dir: str | Path | None = None,
-              progress: bool = True) -> list[Stage]:
-    """Run (or read back) every stage at `profile`; print each stage's wall time as it ends."""
-    stages = []
+def stage_names() -> list[str]:
+    """The names of reproduce's stages, in its order (the keys of `planned_stages`)."""
+    return [*CLASSIFIER_RUNS, *GAN_RUNS, *(f"evaluation {name[4:]}" for name in GAN_RUNS)]
 
-    def timed(name: str, work) -> dict:
-        started = time.perf_counter()
-        record = work()
-        seconds = time.perf_counter() - started
-        stages.append(Stage(name, record, seconds))
-        print(f"[{name}] {seconds:7.1f} s  {record['run']}", flush=True)
-        return record
 
+def planned_stages(profile: Profile, dataset: str | None = None, runs_dir: str | Path | None = None,
+                   progress: bool = True) -> dict[str, Callable[[], dict]]:
+    """Every stage's name and the call that runs (or reads back) its record, in reproduce's order:
+    the classifiers, the GANs, then each GAN's evaluation ("evaluation " + the GAN's name without
+    "gan "; it trains its GAN first if that has not finished)."""
+    work: dict[str, Callable[[], dict]] = {}
     for name, (recipe, width, network) in CLASSIFIER_RUNS.items():
-        timed(name, lambda: train_classifier(recipe, profile, width_factor=width, network=network, dataset=dataset,
-                                             runs_dir=runs_dir, progress=progress))
-    gans = {name: timed(name, lambda: train_gan(settings, profile, dataset=dataset, runs_dir=runs_dir,
-                                                progress=progress))
-            for name, settings in GAN_RUNS.items()}
-    for name, record in gans.items():
-        timed(f"evaluation {name[4:]}", lambda: evaluate_gan(record, profile, runs_dir, progress))
-    total = sum(stage.seconds for stage in stages)
-    print(f"all done: {len(stages)} stages at profile {profile.name}, {total:.1f} s in this call")
+        work[name] = partial(train_classifier, recipe, profile, width_factor=width, network=network,
+                             dataset=dataset, runs_dir=runs_dir, progress=progress)
+    for name, settings in GAN_RUNS.items():
+        work[name] = partial(train_gan, settings, profile, dataset=dataset, runs_dir=runs_dir, progress=progress)
+    for name in GAN_RUNS:
+        work[f"evaluation {name[4:]}"] = partial(_evaluate, work[name], profile, runs_dir, progress)
+    return work
+
+
+def _evaluate(train: Callable[[], dict], profile: Profile, runs_dir: str | Path | None, progress: bool) -> dict:
+    """The evaluation record of the GAN run that `train` returns (trained first or read back)."""
+    return evaluate_gan(train(), profile, runs_dir, progress)
+
+
+def reproduce(profile: Profile, dataset: str | None = None, runs_dir: str | Path | None = None,
+              progress: bool = True, only: list[str] | None = None) -> list[Stage]:
+    """Run (or read back) every stage at `profile`, or the stages named in `only` in that order
+    (e.g. the most wanted first on a GPU lent for minutes); print each stage's wall time as it ends.
+
+    Raises:
+        ValueError: `only` names a stage that does not exist (the message lists them all).
+    """
+    work = planned_stages(profile, dataset, runs_dir, progress)
+    unknown = [name for name in only or () if name not in work]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {', '.join(map(repr, unknown))}; stages: {', '.join(work)}")
+    stages = []
+    for name in only or work:
+        started = time.perf_counter()
+        record = work[name]()
+        stages.append(Stage(name, record, time.perf_counter() - started))
+        print(f"[{name}] {stages[-1].seconds:7.1f} s  {record['run']}", flush=True)
+    done = "all done" if len(stages) == len(work) else f"done: the {len(stages)} chosen of {len(work)}"
+    print(f"{done}: {len(stages)} stages at profile {profile.name}, "
+          f"{sum(stage.seconds for stage in stages):.1f} s in this call")
     return stages
 
 
@@ -152,6 +178,9 @@ def main() -> None:
     parser.add_argument("--runs-dir", default=None, help="default: $NBCODE_RUNS or ~/.cache/nbcode/runs")
     parser.add_argument("--export", default=None, metavar="DIR",
                         help="copy the records and final grids to DIR/<profile>-<dataset>-<device>/ (e.g. results)")
+    parser.add_argument("--only", nargs="+", metavar="STAGE", default=None, choices=stage_names(),
+                        help="these stages only, in this order (default: all of them, in this order): "
+                             + ", ".join(map(repr, stage_names())))
     args = parser.parse_args()
     profile = get_profile(args.profile)
     try:
@@ -160,7 +189,7 @@ def main() -> None:
         raise SystemExit(str(error)) from None
     print(f"reproducing at profile {profile.name} on {dataset_name(args.dataset)}, device "
           f"{device_name(pick_device())}", flush=True)
-    stages = reproduce(profile, args.dataset, args.runs_dir)
+    stages = reproduce(profile, args.dataset, args.runs_dir, only=args.only)
     if args.export:
         print(f"exported to {export(stages, profile, args.export, args.runs_dir)}")
     print(json.dumps({stage.name: round(stage.seconds, 1) for stage in stages}))
