@@ -8,8 +8,8 @@ validation side, never the test split); with `--gan-test`, also by GAN-test accu
 `--samples` generated images (as many per class) that the quick profile's improved DS-ResNet
 (notebook 2's full-budget run, from the runs cache or trained first) labels as the class asked
 for. Prints each score and its ratio to the first lever's. Runs are cached under the runs root
-like any other, so a second call only prints. At the quick profile's own budget (4,000
-iterations, 500 samples) the runs are the quick profile's, so the book's cached paper and
+like any other, so a second call only prints. At the quick profile's own budget and
+sample count (`--iterations 6000 --samples 500`) the runs are the quick profile's, so the book's cached paper and
 improved runs are reused; at any other budget they are a profile of their own, "levers".
 
     NBCODE_DATASET=cifar10 python benchmarks/gan_levers.py [--iterations 2000] [--samples 500]

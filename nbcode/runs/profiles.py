@@ -84,7 +84,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", train_limit=None, allow_synthetic=False,
                      classifier_steps=650, classifier_batch=512, eval_every=65, eval_images=1000,
                      comparison_steps=60, comparison_eval_every=12,
-                     gan_iterations=4000, gan_batch=64, gan_comparison_iterations=600, fid_samples=500,
+                     gan_iterations=6000, gan_batch=64, gan_comparison_iterations=600, fid_samples=500,
                      toy_steps=1500, toy_seeds=3, timing_repeats=20),
     "paper": Profile("paper", train_limit=None, allow_synthetic=False,
                      classifier_steps=10_000, classifier_batch=512, eval_every=500, eval_images=None,
