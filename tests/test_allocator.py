@@ -38,8 +38,9 @@ def test_training_steps_stop_page_faulting_once_freed_memory_is_kept():
     default, kept = page_faults_per_step("default"), page_faults_per_step("keep")
     assert min(default[-5:]) > 100_000, default  # every step maps its large activations afresh
     # Once the heap has grown to hold them (two or three steps), freed blocks are reused. Not
-    # always: a block that fits no free gap grows the heap again, so some steps still fault.
-    assert sum(kept[-5:]) < sum(default[-5:]) / 4, (kept, default)
+    # always: a block that fits no free gap grows the heap again, so some steps still fault (how
+    # many depends on the machine: 4-10x fewer faults than the default seen on most, 2.7x on one).
+    assert sum(kept[-5:]) < sum(default[-5:]) / 2, (kept, default)
 
 
 def test_other_platforms_are_left_alone(monkeypatch):
