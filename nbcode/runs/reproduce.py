@@ -28,7 +28,7 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 import torch
@@ -50,6 +50,7 @@ GAN_RUNS = {"gan conditional aw": GAN_RECIPES["paper"],
             "gan unconditional aw": replace(GAN_RECIPES["paper"], conditional=False),
             "gan conditional hinge": replace(GAN_RECIPES["paper"], loss="hinge"),
             "gan sle conditional aw improved": replace(GAN_RECIPES["improved"], generator="sle")}
+EVALUATIONS = {f"evaluation {name[4:]}": name for name in GAN_RUNS}  # stage -> the GAN stage it scores
 LOG_POINTS = 1000  # per-iteration GAN logs are exported as this many bin means at most
 
 
@@ -71,22 +72,24 @@ def device_name(device: torch.device) -> str:
 
 def stage_names() -> list[str]:
     """The names of reproduce's stages, in its order (the keys of `planned_stages`)."""
-    return [*CLASSIFIER_RUNS, *GAN_RUNS, *(f"evaluation {name[4:]}" for name in GAN_RUNS)]
+    return [*CLASSIFIER_RUNS, *GAN_RUNS, *EVALUATIONS]
 
 
 def planned_stages(profile: Profile, dataset: str | None = None, runs_dir: str | Path | None = None,
                    progress: bool = True) -> dict[str, Callable[[], dict]]:
     """Every stage's name and the call that runs (or reads back) its record, in reproduce's order:
-    the classifiers, the GANs, then each GAN's evaluation ("evaluation " + the GAN's name without
-    "gan "; it trains its GAN first if that has not finished)."""
+    the classifiers, the GANs, then each GAN's evaluation (EVALUATIONS; it trains its GAN first if
+    that has not finished). A GAN stage's record is kept once returned, so its evaluation in the
+    same call does not load the training data again to find the run."""
     work: dict[str, Callable[[], dict]] = {}
     for name, (recipe, width, network) in CLASSIFIER_RUNS.items():
         work[name] = partial(train_classifier, recipe, profile, width_factor=width, network=network,
                              dataset=dataset, runs_dir=runs_dir, progress=progress)
     for name, settings in GAN_RUNS.items():
-        work[name] = partial(train_gan, settings, profile, dataset=dataset, runs_dir=runs_dir, progress=progress)
-    for name in GAN_RUNS:
-        work[f"evaluation {name[4:]}"] = partial(_evaluate, work[name], profile, runs_dir, progress)
+        work[name] = cache(partial(train_gan, settings, profile, dataset=dataset, runs_dir=runs_dir,
+                                   progress=progress))
+    for name, gan in EVALUATIONS.items():
+        work[name] = partial(_evaluate, work[gan], profile, runs_dir, progress)
     return work
 
 
