@@ -54,6 +54,26 @@ def fid(name: str, weights: str | None, first: torch.Tensor, second: torch.Tenso
     return metrics["frechet_inception_distance"]
 
 
+def smooth_images(n: int, seed: int = 0) -> torch.Tensor:
+    """(n, 3, 32, 32) uint8 random images upsampled from 8x8: structure at several scales,
+    unlike white noise."""
+    base = torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    return (torch.nn.functional.interpolate(base, size=32, mode="bilinear") * 255).to(torch.uint8)
+
+
+def best_times(paths: dict[str, tuple[torch.nn.Module, int]], images: torch.Tensor, rounds: int,
+               ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """The best of `rounds` interleaved timings (seconds) of each (network, batch size) in `paths`
+    over `images`, and each path's features from its last round."""
+    best, outputs = {name: float("inf") for name in paths}, {}
+    for _ in range(rounds):
+        for name, (network, batch_size) in paths.items():
+            start = time.perf_counter()
+            outputs[name] = features(network, images, batch_size)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best, outputs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=192, help="images per set (two sets for FID)")
@@ -61,53 +81,35 @@ def main() -> None:
     args = parser.parse_args()
     weights, tag = inception_weights()
     default_batch = DEFAULTS["batch_size"]
-    generator = torch.Generator().manual_seed(0)
-    # two sets of smooth random images: structure at several scales, unlike white noise
-    base = torch.rand(2 * args.images, 3, 8, 8, generator=generator)
-    images = (torch.nn.functional.interpolate(base, size=32, mode="bilinear") * 255).to(torch.uint8)
+    images = smooth_images(2 * args.images)
     first, second = images[:args.images], images[args.images:]
     print(f"{args.images} images of 32x32 per set, {torch.get_num_threads()} torch threads, Inception "
           f"weights: {tag}")
-
     default_network = FeatureExtractorInceptionV3(DEFAULT_FEATURE_EXTRACTOR, ["2048"],
                                                   feature_extractor_weights_path=weights).eval()
     ours_network = ChannelsLastInceptionV3(DEFAULT_FEATURE_EXTRACTOR, ["2048"], feature_extractor_weights_path=weights)
-    paths = {f"torch-fidelity default, batch {default_batch}": (default_network, default_batch),
-             f"torch-fidelity default, batch {FEATURE_BATCH}": (default_network, FEATURE_BATCH),
-             f"nbcode (NHWC, BN folded), batch {FEATURE_BATCH}": (ours_network, FEATURE_BATCH)}
-    best = {name: float("inf") for name in paths}
-    outputs = {}
-
-    def time_rounds(names: list[str]) -> None:
-        for _ in range(args.rounds):
-            for name in names:
-                network, batch_size = paths[name]
-                start = time.perf_counter()
-                outputs[name] = features(network, first, batch_size)
-                best[name] = min(best[name], time.perf_counter() - start)
-
-    *defaults, ours_name = paths
-    time_rounds(defaults)
-    keep_freed_memory()  # as nbcode's fid_kid does
-    time_rounds([ours_name])
-    rates = {name: args.images / seconds for name, seconds in best.items()}
+    best, outputs = best_times({f"torch-fidelity default, batch {default_batch}": (default_network, default_batch),
+                                f"torch-fidelity default, batch {FEATURE_BATCH}": (default_network, FEATURE_BATCH)},
+                               first, args.rounds)
+    keep_freed_memory()  # as nbcode's fid_kid does (process-wide, hence after the default paths)
+    ours_best, ours_outputs = best_times({f"nbcode (NHWC, BN folded), batch {FEATURE_BATCH}":
+                                          (ours_network, FEATURE_BATCH)}, first, args.rounds)
+    rates = {name: args.images / seconds for name, seconds in (best | ours_best).items()}
     for name, rate in rates.items():
         print(f"{name:<38} {rate:7.1f} images/s (best of {args.rounds} rounds)")
-    default, _, ours = outputs.values()
+    default, _, ours = (outputs | ours_outputs).values()
     print(f"largest feature difference: {(ours - default).abs().max().item():.2e} "
           f"(largest feature {default.abs().max().item():.2f})")
     fids = {DEFAULT_FEATURE_EXTRACTOR: fid(DEFAULT_FEATURE_EXTRACTOR, weights, first, second, default_batch),
             FEATURE_EXTRACTOR: fid(FEATURE_EXTRACTOR, weights, first, second, FEATURE_BATCH)}
     relative = abs(fids[FEATURE_EXTRACTOR] - fids[DEFAULT_FEATURE_EXTRACTOR]) / fids[DEFAULT_FEATURE_EXTRACTOR]
     print(f"FID {args.images} vs {args.images}: default {fids[DEFAULT_FEATURE_EXTRACTOR]:.4f}, "
-          f"nbcode {fids[FEATURE_EXTRACTOR]:.4f}, relative difference {100 * relative:.4f}% "
-          f"(bar: <= 0.5%)")
+          f"nbcode {fids[FEATURE_EXTRACTOR]:.4f}, relative difference {100 * relative:.4f}% (bar: <= 0.5%)")
     default_rate, same_batch_rate, ours_rate = rates.values()
     print(f"nbcode against the default network at the same batch {FEATURE_BATCH} (network and allocator "
           f"setting together): {ours_rate / same_batch_rate:.2f}x")
     print(f"ratio: {ours_rate / default_rate:.2f}x  (nbcode's path against torch-fidelity's default path; "
           f"bar: >= 2x)")
-
 
 if __name__ == "__main__":
     main()
