@@ -73,9 +73,10 @@ def adaptive_weights(g_real: torch.Tensor, g_fake: torch.Tensor, real_score: flo
         real_score, fake_score: rs = mean sigmoid(D(x)) and fs = mean sigmoid(D(G(z))).
         normalized: Algorithm 1; False gives Algorithm 2, where every 1/||g|| factor becomes 1.
     """
-    dot = torch.dot(g_real, g_fake).item()
-    norm_real = (g_real.square().sum() + NORM_EPS).sqrt().item()  # ||g_r||, with 1e-4 inside the root
-    norm_fake = (g_fake.square().sum() + NORM_EPS).sqrt().item()
+    # ||g_r|| and ||g_f|| with 1e-4 inside the root; the rule branches on these three numbers, so
+    # they come to the host, all in one transfer (one wait for a GPU instead of three)
+    dot, norm_real, norm_fake = torch.stack([torch.dot(g_real, g_fake), (g_real.square().sum() + NORM_EPS).sqrt(),
+                                             (g_fake.square().sum() + NORM_EPS).sqrt()]).tolist()
     scale_real = 1 / norm_real if normalized else 1.0
     scale_fake = 1 / norm_fake if normalized else 1.0
     if real_score < ALPHA1 or real_score < fake_score - DELTA:
@@ -119,8 +120,7 @@ def aw_discriminator_backward(discriminator: nn.Module, real_out: torch.Tensor, 
     parameters = [p for p in discriminator.parameters() if p.requires_grad]
     grads_real = flat_gradient(loss_real, parameters)
     grads_fake = flat_gradient(loss_fake, parameters)
-    real_score = torch.sigmoid(real_out.detach()).mean().item()
-    fake_score = torch.sigmoid(fake_out.detach()).mean().item()
+    real_score, fake_score = torch.sigmoid(torch.stack([real_out.detach(), fake_out.detach()])).mean(1).tolist()
     weights = adaptive_weights(torch.cat([g.flatten() for g in grads_real]),
                                torch.cat([g.flatten() for g in grads_fake]),
                                real_score, fake_score, normalized)
