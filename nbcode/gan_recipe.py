@@ -151,16 +151,18 @@ def update_discriminator(d: Discriminator, d_opt: torch.optim.Optimizer, real: t
         # (it reads as a loss, but its sign is flipped); D minimises its negative, L_r + L_f:
         loss_real = hinge_real(real_out)  # L_r = E[max(0, 1 - D(x))]
         loss_fake = hinge_fake(fake_out)  # L_f = E[max(0, 1 + D(G(z)))]
-        scores = torch.sigmoid(torch.stack([real_out.detach(), fake_out.detach()])).mean(1)  # rs, fs
-        # the three logged numbers come to the host in one transfer (one wait for a GPU, not three)
-        d_loss, real_score, fake_score = torch.cat([(loss_real + loss_fake).detach().view(1), scores]).tolist()
-        stats = {"d_loss": d_loss, "real_score": real_score, "fake_score": fake_score}
-        if loss == "aw":  # eq. (6): .grad = w_r * grad L_r + w_f * grad L_f
+        d_loss = (loss_real + loss_fake).detach()
+        if loss == "aw":  # eq. (6): .grad = w_r * grad L_r + w_f * grad L_f; the rule computed rs and fs
             weights = aw_discriminator_backward(d, real_out, fake_out, loss_real, loss_fake)
-            stats.update(w_real=weights.w_real, w_fake=weights.w_fake, case=weights.case)
+            stats = {"d_loss": d_loss.item(), "real_score": weights.real_score, "fake_score": weights.fake_score,
+                     "w_real": weights.w_real, "w_fake": weights.w_fake, "case": weights.case}
         else:  # the hinge loss: .grad = grad (L_r + L_f)
             d_opt.zero_grad(set_to_none=True)
             (loss_real + loss_fake).backward()
+            scores = torch.sigmoid(torch.stack([real_out.detach(), fake_out.detach()])).mean(1)  # rs, fs
+            # the three logged numbers come to the host in one transfer (one wait for a GPU, not three)
+            d_loss, real_score, fake_score = torch.cat([d_loss.view(1), scores]).tolist()
+            stats = {"d_loss": d_loss, "real_score": real_score, "fake_score": fake_score}
     d_opt.step()
     return stats
 
