@@ -36,17 +36,22 @@ from nbcode.runs.profiles import Profile, get_profile
 
 def levers() -> dict[str, GANSettings]:
     """The paper's recipe, each candidate lever alone on top of it, the improved recipe, and
-    changes on top of the improved recipe: the discriminator at 4x the generator's rate, both
-    rates decaying linearly to 0, DiffAugment's cutout added back (the improved recipe before
-    the GAN-test screen), translation alone, and translation with cutout (no recolouring)."""
+    changes on top of the improved recipe: other learning rates (both halved, which is the
+    recipe before the rate screen; both at 3/4; a slower generator; the discriminator at 4x the
+    generator's rate), both rates decaying linearly to 0, DiffAugment's cutout added back,
+    translation alone, and translation with cutout (no recolouring)."""
     paper, improved = GAN_RECIPES["paper"], GAN_RECIPES["improved"]
     return {"paper recipe": paper,
-            "D at 2x G's rate (TTUR)": replace(paper, name="lever-ttur", lr_d=improved.lr_d),
+            "D at 2x G's rate (TTUR)": replace(paper, name="lever-ttur", lr_d=2 * paper.lr),
             "DiffAugment": replace(paper, name="lever-diffaugment", augment=improved.augment),
             "both at 4e-4": replace(paper, name="lever-fast", lr=4e-4, lr_d=4e-4),
             "EMA decay 0.995": replace(paper, name="lever-ema995", ema=0.995),
             "linear rate decay": replace(paper, name="lever-decay", lr_decay=True),
             "improved recipe": improved,
+            "improved, both rates halved": replace(improved, name="lever-improved-half-rates",
+                                                   lr=improved.lr / 2, lr_d=improved.lr_d / 2),
+            "improved, G at 3e-4, D at 6e-4": replace(improved, name="lever-improved-rates-3-6", lr=3e-4, lr_d=6e-4),
+            "improved, G at 1e-4, D at 4e-4": replace(improved, name="lever-improved-slow-g", lr=1e-4, lr_d=4e-4),
             "improved, D at 4x G's rate": replace(improved, name="lever-improved-ttur4", lr_d=4 * improved.lr),
             "improved, linear rate decay": replace(improved, name="lever-improved-decay", lr_decay=True),
             "improved, with cutout": replace(improved, name="lever-improved-cutout",
