@@ -13,7 +13,7 @@ count (`--iterations 6000 --samples 500`) the runs are the quick profile's, so t
 paper and improved runs are reused; at any other budget they are a profile of their own, "levers".
 
     NBCODE_DATASET=cifar10 python benchmarks/gan_levers.py [--iterations 2000] [--samples 500]
-        [--only "improved recipe" "improved, with cutout"] [--gan-test]
+        [--only "improved recipe" "improved, with cutout"] [--gan-test] [--seed 0]
 
 On the 2-core CPU each run takes about 5 minutes at 2,000 iterations.
 """
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from nbcode.data.datasets import DataMissingError, ensure_downloaded, load_run_split
-from nbcode.gan_recipe import GAN_RECIPES, GANSettings
+from nbcode.gan_recipe import GAN_RECIPES, GANSettings, gan_ablations
 from nbcode.metrics.evaluation import score_on_training_images
 from nbcode.metrics.recognisability import per_class_accuracy, samples_per_class
 from nbcode.runs.classifier import input_statistics, load_trained_classifier, train_classifier
@@ -35,11 +35,12 @@ from nbcode.runs.profiles import Profile, get_profile
 
 
 def levers() -> dict[str, GANSettings]:
-    """The paper's recipe, each candidate lever alone on top of it, the improved recipe, and
-    changes on top of the improved recipe: other learning rates (both halved, which is the
-    recipe before the rate screen; both at 3/4; a slower generator; the discriminator at 4x the
-    generator's rate), both rates decaying linearly to 0, DiffAugment's cutout added back,
-    translation alone, and translation with cutout (no recolouring)."""
+    """The paper's recipe, each candidate lever alone on top of it, the improved recipe, its
+    ablations (chapter 6's `gan_ablations`: one kept change undone at a time), and changes on top
+    of the improved recipe: other learning rates (both halved, which is the recipe before the rate
+    screen; both at 3/4; a slower generator; the discriminator at 4x the generator's rate), both
+    rates decaying linearly to 0, DiffAugment's cutout added back, translation alone, and
+    translation with cutout (no recolouring)."""
     paper, improved = GAN_RECIPES["paper"], GAN_RECIPES["improved"]
     return {"paper recipe": paper,
             "D at 2x G's rate (TTUR)": replace(paper, name="lever-ttur", lr_d=2 * paper.lr),
@@ -48,6 +49,7 @@ def levers() -> dict[str, GANSettings]:
             "EMA decay 0.995": replace(paper, name="lever-ema995", ema=0.995),
             "linear rate decay": replace(paper, name="lever-decay", lr_decay=True),
             "improved recipe": improved,
+            **{f"improved without {change}": settings for change, settings in gan_ablations(improved).items()},
             "improved, both rates halved": replace(improved, name="lever-improved-half-rates",
                                                    lr=improved.lr / 2, lr_d=improved.lr_d / 2),
             "improved, G at 3e-4, D at 6e-4": replace(improved, name="lever-improved-rates-3-6", lr=3e-4, lr_d=6e-4),
@@ -93,6 +95,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500, help="generated and training images per score")
     parser.add_argument("--only", nargs="+", choices=list(levers()), help="these levers only, in this order")
     parser.add_argument("--gan-test", action="store_true", help="also score GAN-test accuracy")
+    parser.add_argument("--seed", type=int, default=0, help="the seed of every run")
     args = parser.parse_args()
     profile = lever_profile(args.iterations, args.samples)
     try:
@@ -104,13 +107,13 @@ def main() -> None:
     judge = load_judge() if args.gan_test else None
     first, scores = next(iter(chosen)), {}
     for name, settings in chosen.items():
-        run = train_gan(settings, profile)
+        run = train_gan(settings, profile, seed=args.seed)
         scores[name] = s = score_on_training_images(run, profile)
         accuracy = f"  GAN-test {100 * gan_test_accuracy(run, args.samples, judge):.1f}%" if judge else ""
         print(f"{name:<28} FID {s['fid']:7.2f} ({s['fid'] / scores[first]['fid']:.2f}x {first}'s)  "
               f"KID x1000 {1000 * s['kid_mean']:6.2f} ± {1000 * s['kid_std']:.2f}{accuracy}", flush=True)
-    print(f"{args.iterations:,} iterations x {profile.gan_batch} ({profile.name} profile), {args.samples:,} "
-          f"samples vs as many training images (floor FID {scores[first]['fid_floor']:.2f})")
+    print(f"{args.iterations:,} iterations x {profile.gan_batch} ({profile.name} profile), seed {args.seed}, "
+          f"{args.samples:,} samples vs as many training images (floor FID {scores[first]['fid_floor']:.2f})")
 
 
 if __name__ == "__main__":
