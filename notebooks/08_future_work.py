@@ -187,7 +187,7 @@ for name, g in (("Table 1", Generator()), ("SLE", SLEGenerator())):
 
 # %% [markdown]
 # Both generators train with notebook 6's improved recipe (aw loss, two time-scale rates at twice
-# SN-GAN's, DiffAugment) against Table 1's discriminator, at notebook 6's GAN comparison budget.
+# SN-GAN's) against Table 1's discriminator, at notebook 6's GAN comparison budget.
 # The Table 1 run at seed 0 is notebook 6's ablation baseline, read back from the cache.
 
 # %%
