@@ -164,7 +164,7 @@ for name in ("conditional", "improved"):
         f"{records[name]['iterations']:,} iterations; classifier {classifier_record['steps']:,} x "
         f"{classifier_record['batch']} steps, {len(test_split):,} real test images")
     save_recognisability(records[name], generated[name], real_accuracy, len(labels))  # the card
-fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(classes) + 4), 3.4))
+fig, ax = plt.subplots(figsize=(max(8.5, 0.12 * len(classes) + 6.5), 3.4))
 position = torch.arange(len(classes))
 ax.bar(position - 0.27, 100 * real_accuracy, width=0.27, label="real test images")
 for offset, name in ((0.0, "conditional"), (0.27, "improved")):
@@ -176,7 +176,7 @@ if len(classes) <= 20:
 ax.set_xlabel("class" if len(classes) <= 20 else "class index")
 ax.set_ylabel("labelled as that class (%)")
 ax.set_title("GAN-test accuracy: notebook 2's ResNet on generated and real images")
-ax.legend(fontsize=8)
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
 fig.tight_layout()
 plt.show()
 for verdict in recognisable.values():
