@@ -344,15 +344,17 @@ for name, run in runs.items():
 print(f"Against training images ({profile.name} profile, {record['dataset']}, "
       f"{record['iterations']:,} iterations): {recipes_verdict}")
 inconclusive = [c for c in verdicts if c not in earned + hurt]
-print(f"Ablation at {comparison.gan_iterations:,} iterations x {comparison.gan_batch}: earned their place: "
-      f"{', '.join(earned) or 'none'}; better undone at this budget: {', '.join(hurt) or 'none'}; "
+print(f"Ablation at {comparison.gan_iterations:,} iterations x {comparison.gan_batch}: "
+      f"earned their place: {', '.join(earned) or 'none'}; "
+      f"better undone at this budget: {', '.join(hurt) or 'none'}; "
       f"inconclusive: {', '.join(inconclusive) or 'none'}.")
 if hurt and comparison.gan_iterations < profile.gan_iterations:
     better_together = recipes_verdict.conclusive and recipes_verdict.difference < 0
-    print(f"The recipe was chosen at 6,000 iterations on the CIFAR-10 copy (the screens described above). "
-          f"At this profile's {profile.gan_iterations:,} iterations the recipes' comparison above "
-          f"{'finds' if better_together else 'does not find'} the changes together better; at "
-          f"{comparison.gan_iterations:,} the ablation measures how each change starts.")
+    print(f"The recipe was chosen at 6,000 iterations on the CIFAR-10 copy (the screens "
+          f"described above). At this profile's {profile.gan_iterations:,} iterations the "
+          f"recipes' comparison above {'finds' if better_together else 'does not find'} the "
+          f"changes together better; at {comparison.gan_iterations:,} the ablation measures how "
+          f"each change starts.")
 
 # %% [markdown]
 # ## Exercises

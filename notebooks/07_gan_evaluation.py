@@ -176,7 +176,7 @@ if len(classes) <= 20:
 ax.set_xlabel("class" if len(classes) <= 20 else "class index")
 ax.set_ylabel("labelled as that class (%)")
 ax.set_title("GAN-test accuracy: notebook 2's ResNet on generated and real images")
-ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
+ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars
 fig.tight_layout()
 plt.show()
 for verdict in recognisable.values():
