@@ -33,6 +33,7 @@
 import matplotlib.pyplot as plt
 import torch
 
+from nbcode.book.committed import committed_stages
 from nbcode.book.display import print_warnings_as_notes, show_source
 from nbcode.book.verdicts import recipe_verdict
 from nbcode.classifier_recipe import RECIPES, ablations, classifier_step, make_optimizer
@@ -247,6 +248,35 @@ trained = {r["run"]: r for r in [*curves.values(), *list(ablated.values())[:-1]]
 print(f"training time of this chapter's {len(trained)} runs: "
       f"{sum(r['train_seconds'] for r in trained.values()) / 60:.1f} min on "
       f"{full_budget['device']} (from their run records)")
+
+# %% [markdown]
+# ## At the paper's budget
+#
+# Whether the gains above hold at the paper's 10,000 × 512 steps, this profile cannot say.
+# `python -m nbcode.runs.reproduce --profile paper --export results` trains the same three runs
+# there (hours on a CPU, minutes on a GPU) and writes their records under `results/`, where the
+# project commits them. The same verdicts, read off every committed export, labelled with its
+# dataset and device; a run that had not finished when its export was made is named as missing.
+
+# %%
+exports = committed_stages("paper")
+for label, stages in exports:
+    print(label)
+    for stage in ("classifier paper x1", "classifier improved x1", "classifier improved x2"):
+        if stage in stages:
+            record, final = stages[stage], stages[stage]["final"]
+            print(f"  {stage}: {100 * record['full_splits']['test']:.1f}% on all "
+                  f"{record['full_splits']['images']['test']:,} test images, train - test gap "
+                  f"{100 * (final['train']['mean'] - final['test']['mean']):.1f} points (last "
+                  f"evaluations), trained in {record['train_seconds'] / 3600:.1f} h")
+        else:
+            print(f"  {stage}: not in this export yet")
+    for baseline, other in (("classifier paper x1", "classifier improved x1"),
+                            ("classifier improved x1", "classifier improved x2")):
+        if baseline in stages and other in stages:
+            print(f"  {recipe_verdict(stages[baseline], stages[other])}")
+if not exports:
+    print("no paper-profile export is committed under results/ yet")
 
 # %% [markdown]
 # ## Exercises

@@ -102,6 +102,8 @@ def test_a_failing_notebook_fails_the_build_and_names_it(tmp_path, monkeypatch):
 def test_pages_without_records_say_so(monkeypatch, tmp_path):
     monkeypatch.setenv("NBCODE_RUNS", str(tmp_path))
     monkeypatch.setattr("nbcode.book.build.BOOK", tmp_path)
+    monkeypatch.setattr("nbcode.book.build.GENERATED", tmp_path / "_generated")
+    monkeypatch.setattr("nbcode.book.committed.RESULTS", tmp_path / "results")  # none committed
     (tmp_path / "intro_header.md").write_text("# Title\n")
     write_pages("paper")
     assert "No finished runs at this profile" in (tmp_path / "intro.md").read_text()

@@ -7,7 +7,10 @@ import pytest
 from matplotlib.image import imread
 
 import nbcode.book.build
+import nbcode.book.committed
 import nbcode.runs.reproduce
+from nbcode.book.committed import committed_stages
+from nbcode.runs.cache import CorruptRunFileError
 from nbcode.runs.profiles import get_profile
 from nbcode.runs.reproduce import CLASSIFIER_RUNS, GAN_RUNS, binned, export, reproduce
 
@@ -103,7 +106,7 @@ def test_export_is_small_and_the_book_shows_it_labelled(reproduced, tmp_path, mo
     (book / "intro_header.md").write_text("# Title\n")
     monkeypatch.setattr(nbcode.book.build, "BOOK", book)
     monkeypatch.setattr(nbcode.book.build, "GENERATED", book / "_generated")
-    monkeypatch.setattr(nbcode.book.build, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(nbcode.book.committed, "RESULTS", tmp_path / "results")
     monkeypatch.setenv("NBCODE_RUNS", str(tmp_path / "no-local-runs"))
     nbcode.book.build.write_pages("quick")
     intro, results = (book / "intro.md").read_text(), (book / "results.md").read_text()
@@ -156,11 +159,25 @@ def test_an_export_killed_midway_leaves_the_previous_one_whole(reproduced, tmp_p
     assert [path.name for path in (tmp_path / "results").iterdir()] == [folder.name]
 
 
+def test_the_chapters_read_each_committed_stage_by_its_name(reproduced, tmp_path, monkeypatch):
+    runs, stages = reproduced
+    partial = [stage for stage in stages if stage.name in ("classifier paper x1", "evaluation conditional aw")]
+    folder = export(partial, SMOKE, tmp_path / "results", runs)
+    monkeypatch.setattr(nbcode.book.committed, "RESULTS", tmp_path / "results")
+    [(label, found)] = committed_stages("smoke")
+    assert label.startswith("results/ export: smoke profile, synthetic, ")
+    assert {name: record["run"] for name, record in found.items()} == {s.name: s.record["run"] for s in partial}
+    assert found["evaluation conditional aw"]["kind"] == "evaluation" and committed_stages("paper") == []
+    next((folder / "records").glob("evaluation-*.json")).write_text("{not json")
+    with pytest.raises(CorruptRunFileError, match="not a readable run record"):
+        committed_stages("smoke")  # a damaged committed record is an error, never a silent gap
+
+
 def test_the_book_refuses_an_export_without_its_manifest(tmp_path, monkeypatch):
     (tmp_path / "results" / "paper-cifar10-cpu" / "records").mkdir(parents=True)
-    monkeypatch.setattr(nbcode.book.build, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(nbcode.book.committed, "RESULTS", tmp_path / "results")
     with pytest.raises(FileNotFoundError, match="paper-cifar10-cpu has no manifest.json"):
-        nbcode.book.build.load_committed()
+        nbcode.book.committed.load_committed()
 
 
 def test_a_deleted_final_grid_is_drawn_again_never_replaced_by_an_earlier_one(reproduced, tmp_path):

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -32,6 +31,7 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
+from nbcode.book import committed
 from nbcode.book.report import accuracy_figure, classifier_table, fid_figure, gan_table, report_card
 from nbcode.data.datasets import TORCHVISION_CLASSES, DataMissingError, data_root, dataset_name, ensure_downloaded
 from nbcode.runs.cache import CorruptRunFileError, check_record, read_record, runs_root
@@ -42,7 +42,6 @@ ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 BOOK = ROOT / "book"
 GENERATED = BOOK / "_generated"
-RESULTS = ROOT / "results"  # committed records of full-budget runs (python -m nbcode.runs.reproduce --export results)
 SETTINGS = ("NBCODE_DATASET", "NBCODE_DATA", "NBCODE_UNVERIFIED", "NBCODE_RUNS", "NBCODE_PRECISION")
 
 
@@ -68,6 +67,8 @@ def source_key(notebook: Path, profile: str) -> str:
     for name in SETTINGS:
         digest.update(f"{name}={os.environ.get(name, '')}".encode())
     digest.update(data_state().encode())
+    for export in sorted(committed.RESULTS.rglob("*.json")):  # chapters 2 and 7 read the committed records
+        digest.update(export.relative_to(committed.RESULTS).as_posix().encode() + export.read_bytes())
     return digest.hexdigest()
 
 
@@ -206,40 +207,18 @@ def load_records(profile: str) -> list[dict]:
     return [record for record in runs + evaluations if record is not None and record.get("profile") == profile]
 
 
-def _checked(path: Path, strict: bool = False) -> dict | None:
-    """The record at `path` after `check_record`; None when it cannot be read or (unless `strict`)
-    fails its checks, with a warning naming it. Strict, for committed exports: CorruptRunFileError."""
+def _checked(path: Path) -> dict | None:
+    """The record at `path` after `check_record`; None when it cannot be read or fails its checks,
+    with a warning naming it."""
     record = read_record(path)
     if record is None:
         return None
     try:
         check_record(record, path)
     except CorruptRunFileError as error:
-        if strict:
-            raise
         warnings.warn(f"{error} Left off the pages.", stacklevel=2)
         return None
     return record
-
-
-def load_committed() -> list[tuple[str, dict, list[dict]]]:
-    """The committed records of `python -m nbcode.runs.reproduce --export results`: (folder name,
-    manifest, records) per folder of results/, e.g. paper-profile runs made on a GPU."""
-    committed = []
-    for folder in sorted(path for path in RESULTS.glob("*") if path.is_dir() and not path.name.startswith(".")):
-        if not (folder / "manifest.json").exists():
-            raise FileNotFoundError(f"{folder} has no manifest.json: it is not a complete export. Export it again "
-                                    f"(python -m nbcode.runs.reproduce ... --export {RESULTS.name}) or remove it.")
-        records = [_checked(path, strict=True) for path in sorted((folder / "records").glob("*.json"))]
-        committed.append((folder.name, json.loads((folder / "manifest.json").read_text()),
-                          [r for r in records if r is not None]))
-    return committed
-
-
-def committed_label(manifest: dict) -> str:
-    """How a committed export is named on the pages: profile, dataset, device, commit, date."""
-    return (f"results/ export: {manifest['profile']} profile, {manifest['dataset']}, {manifest['device']}, "
-            f"commit {manifest['commit']}, exported {manifest['exported']}")
 
 
 def figure_markdown(figure, name: str, caption: str) -> str:
@@ -268,7 +247,7 @@ def results_section(label: str, records: list[dict], name: str) -> str:
 def committed_grids() -> str:
     """Markdown showing the final sample grid of every committed GAN run, copied into the book."""
     lines = []
-    for grid in sorted(RESULTS.glob("*/grids/*.png")):
+    for grid in sorted(committed.RESULTS.glob("*/grids/*.png")):
         target = GENERATED / "results" / grid.parent.parent.name / grid.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(grid, target)
@@ -281,9 +260,10 @@ def write_pages(profile: str) -> None:
     """The landing page (the paper's report card, then the chapters' times) and the results page
     (tables and plots of every run), from the records of `profile` under the runs root (this
     build) and the committed exports of results/, each labelled."""
-    local, committed = load_records(profile), load_committed()
-    sources = [("this build", local)] + [(f"results/{folder}", records) for folder, _, records in committed]
-    headings = [f"This build ({profile} profile, this machine)"] + [committed_label(m) for _, m, _ in committed]
+    local, exports = load_records(profile), committed.load_committed()
+    sources = [("this build", local)] + [(f"results/{folder}", records) for folder, _, records in exports]
+    headings = [f"This build ({profile} profile, this machine)"]
+    headings += [committed.committed_label(manifest) for _, manifest, _ in exports]
     empty = "" if local else "\n_No finished runs at this profile were found under the runs root._\n"
     (BOOK / "intro.md").write_text(
         f"{(BOOK / 'intro_header.md').read_text()}\n## The paper's claims beside ours\n\nOne row per claim of "

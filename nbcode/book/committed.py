@@ -1,0 +1,66 @@
+"""The committed exports of `python -m nbcode.runs.reproduce --export results`: records of runs at
+budgets a laptop cannot reach in an hour (the paper profile), read by the book's landing and
+results pages and by the chapters that set them beside the reader's own runs."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nbcode.runs.cache import CorruptRunFileError, check_record
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"  # one folder per export: <profile>-<dataset>-<device>
+
+
+def read_committed(path: Path) -> dict:
+    """The committed record at `path`, checked (`check_record`).
+
+    Raises:
+        CorruptRunFileError: it is not a readable JSON object or fails its checks: a committed
+            number is never left out or shown wrong in silence.
+    """
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CorruptRunFileError(f"{path} is not a readable run record ({error}): export it again or remove "
+                                  f"it.") from error
+    if not isinstance(record, dict):
+        raise CorruptRunFileError(f"{path} is not a readable run record (it holds a {type(record).__name__}): "
+                                  f"export it again or remove it.")
+    check_record(record, path)
+    return record
+
+
+def load_committed() -> list[tuple[str, dict, list[dict]]]:
+    """(folder name, manifest, records) per export folder of results/, in name order.
+
+    Raises:
+        FileNotFoundError: a folder has no manifest.json (an incomplete export).
+        CorruptRunFileError: a record is unreadable or fails its checks (`read_committed`).
+    """
+    committed = []
+    for folder in sorted(path for path in RESULTS.glob("*") if path.is_dir() and not path.name.startswith(".")):
+        if not (folder / "manifest.json").exists():
+            raise FileNotFoundError(f"{folder} has no manifest.json: it is not a complete export. Export it again "
+                                    f"(python -m nbcode.runs.reproduce ... --export {RESULTS.name}) or remove it.")
+        records = [read_committed(path) for path in sorted((folder / "records").glob("*.json"))]
+        committed.append((folder.name, json.loads((folder / "manifest.json").read_text()), records))
+    return committed
+
+
+def committed_label(manifest: dict) -> str:
+    """How a committed export is named on the pages: profile, dataset, device, commit, date."""
+    return (f"results/ export: {manifest['profile']} profile, {manifest['dataset']}, {manifest['device']}, "
+            f"commit {manifest['commit']}, exported {manifest['exported']}")
+
+
+def committed_stages(profile: str) -> list[tuple[str, dict[str, dict]]]:
+    """(label, {stage name: record}) for every committed export made at `profile`, e.g. "paper":
+    the stage names are reproduce's ("classifier paper x1", "evaluation conditional aw", ...), and
+    an export holds only the stages that had finished when it was made."""
+    exports = []
+    for _, manifest, records in load_committed():
+        if manifest["profile"] == profile:
+            by_run = {(record["kind"], record["run"]): record for record in records}
+            exports.append((committed_label(manifest),
+                            {line["stage"]: by_run[line["kind"], line["run"]] for line in manifest["stages"]}))
+    return exports
