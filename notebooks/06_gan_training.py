@@ -243,8 +243,11 @@ plt.show()
 #   of SN-GAN's (0, 0.9), worse on every score.
 #
 # The budget is a lever too: the quick profile trains both recipes 6,000 iterations, where the
-# screens found the samples better on every score than at 4,000. The ablation below measures each
-# kept change again, here.
+# screens found the samples better on every score than at 4,000. Twice that buys less: the
+# improved recipe at 12,000 iterations (seed 0, `--iterations 12000 --gan-test --only "improved
+# recipe"`) scored FID 102.4 against 107.6, KID x1000 23.4 against 26.9 and GAN-test accuracy
+# 67.8% against 66.4% (500 samples against 500 training images), for twice the training time.
+# The ablation below measures each kept change again, here.
 
 # %%
 def setting(value: object) -> str:

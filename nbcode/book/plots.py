@@ -10,13 +10,15 @@ from matplotlib.figure import Figure
 
 
 def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols: int = 8,
-               title: str = "", size: float = 1.3) -> Figure:
+               title: str = "", size: float = 1.3, title_loc: str = "center") -> Figure:
     """A grid of small images with optional per-image titles.
 
     Args:
         images: (N, 3, H, W) uint8, or float in [0, 1].
         titles: N short captions, or None.
         size: inches per image.
+        title_loc: where each caption sits over its image ("left": it starts at the image's left
+            edge and may run on over the next images, for a caption per row).
     """
     n = len(images)
     nrows = (n + ncols - 1) // ncols
@@ -28,12 +30,11 @@ def image_grid(images: torch.Tensor, titles: Sequence[str] | None = None, ncols:
         if i < n:
             ax.imshow(pictures[i].permute(1, 2, 0).cpu().numpy(), interpolation="nearest")
             if titles:
-                ax.set_title(titles[i], fontsize=7)
+                ax.set_title(titles[i], fontsize=7, loc=title_loc)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     return fig
-
 
 
 def smoothing_window(n: int, points: int = 50) -> int:
