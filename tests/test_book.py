@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from nbcode.book.build import BOOK, NotebookFailed, build, execute_notebooks, write_pages
+from nbcode.book.report import recipe_cells
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -204,3 +205,21 @@ def test_ctrl_c_during_a_build_says_that_the_next_build_resumes(tmp_path):
     assert process.returncode == 130, err[-2000:]
     assert "interrupted while executing 97_slow.py" in err and "again to continue" in err
     assert "Traceback" not in err and "DeadKernelError" not in err
+
+
+def test_a_claim_from_two_budgets_gives_each_number_its_own_floor_and_label():
+    def evaluation(recipe, profile, n, fid, floor):
+        return {"kind": "evaluation", "recipe": recipe, "dataset": "cifar10", "profile": profile,
+                "iterations": 50_000 if profile == "paper" else 6_000, "n_generated": n, "n_reference": n,
+                "fid": fid, "fid_floor": floor}
+
+    found = [(evaluation("paper", "paper", 10_000, 30.5, 3.1), "results/paper-cifar10-cpu"),
+             (evaluation("improved", "quick", 500, 108.25, 76.06), "this build")]
+    ours, where = recipe_cells(found, lambda r: f"{r['fid']:.2f}", lambda r: f"real vs real: {r['fid_floor']:.2f}")
+    assert ours == "paper recipe 30.50 (real vs real: 3.10); improved recipe 108.25 (real vs real: 76.06)"
+    assert where.startswith("paper recipe: cifar10, paper profile, 50,000 iterations, 10,000 vs 10,000")
+    assert "; improved recipe: cifar10, quick profile, 6,000 iterations, 500 vs 500 images (this build)" in where
+    same = [found[1], (evaluation("paper", "quick", 500, 136.95, 76.06), "this build")]
+    ours, where = recipe_cells(same, lambda r: f"{r['fid']:.2f}", lambda r: f"real vs real: {r['fid_floor']:.2f}")
+    assert ours == "improved recipe 108.25; paper recipe 136.95 (real vs real: 76.06)"
+    assert where == "cifar10, quick profile, 6,000 iterations, 500 vs 500 images (this build)"

@@ -12,6 +12,8 @@ otherwise the status says "not comparable yet" and the row says what it was meas
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from matplotlib.figure import Figure
 
 from nbcode.book.verdicts import gan_verdict, outcome, recipe_verdict
@@ -74,6 +76,29 @@ def best_per_recipe(sources: list[tuple[str, list[dict]]], wanted) -> list[tuple
     return [pair for pair in found if pair is not None]
 
 
+def recipe_cells(found: list[tuple[dict, str]], value: Callable[[dict], str],
+                 context: Callable[[dict], str] = lambda record: "") -> tuple[str, str]:
+    """The "ours" and "measured at" cells of a row holding one record per recipe (`best_per_recipe`).
+
+    `value(record)` is the number; `context(record)` what it stands beside (a floor, chance). Both
+    the context and `measured_at` are said once when every record shares them, else after each
+    recipe: records from different budgets or sources never share a floor or a label."""
+    places = [measured_at(record, source) for record, source in found]
+    contexts = [context(record) for record, _ in found]
+    names = [recipe_name(record) for record, _ in found]
+    if len(set(places)) == 1 and len(set(contexts)) == 1:
+        ours = "; ".join(f"{name} recipe {value(record)}" for name, (record, _) in zip(names, found))
+        return ours + (f" ({contexts[0]})" if contexts[0] else ""), places[0]
+    ours = "; ".join(f"{name} recipe {value(record)}" + (f" ({text})" if text else "")
+                     for name, (record, _), text in zip(names, found, contexts))
+    return ours, "; ".join(f"{name} recipe: {place}" for name, place in zip(names, places))
+
+
+def recipe_name(record: dict) -> str:
+    """The recipe of a classifier record (a dict with its name) or of a GAN record (its name)."""
+    return record["recipe"]["name"] if isinstance(record["recipe"], dict) else record["recipe"]
+
+
 def parameter_rows() -> list[list[str]]:
     """The parameter counts of the paper's networks (at 100 classes), counted from the code."""
     rows = []
@@ -103,12 +128,12 @@ def accuracy_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
         if not found:
             rows.append([claim, paper_text, "no run yet", "—", "not comparable yet"])
             continue
-        ours = "; ".join(f"{r['recipe']['name']} recipe {100 * r['final']['test']['mean']:.1f}% ± "
-                         f"{100 * r['final']['test']['std']:.1f}% ({r['steps']:,} steps)" for r, _ in found)
-        record, source = found[0]
+        ours, where = recipe_cells(found, lambda r: f"{100 * r['final']['test']['mean']:.1f}% ± "
+                                                    f"{100 * r['final']['test']['std']:.1f}% ({r['steps']:,} steps)")
+        record = found[0][0]
         status = (compare(100 * record["final"]["test"]["mean"], paper, spread, True) if comparable(record)
                   else "not comparable yet")
-        rows.append([claim, paper_text, ours, measured_at(record, source), status])
+        rows.append([claim, paper_text, ours, where, status])
     return rows
 
 
@@ -127,16 +152,15 @@ def gan_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
             rows.append([claim, f"{paper:.2f}", "no evaluation yet", "—", "not comparable yet"])
             rows += [[*lpips_claim, "no evaluation yet", "—", "not comparable yet"]] if conditional else []
             continue
-        record, source = found[0]
+        record = found[0][0]
         status = compare(record["fid"], paper, 0.05 * paper, False) if comparable(record) else "not comparable yet"
-        ours = "; ".join(f"{r['recipe']} recipe {r['fid']:.2f}" for r, _ in found)
-        rows.append([claim, f"{paper:.2f}", f"{ours} (real vs real: {record['fid_floor']:.2f})",
-                     measured_at(record, source), status])
+        ours, where = recipe_cells(found, lambda r: f"{r['fid']:.2f}", lambda r: f"real vs real: {r['fid_floor']:.2f}")
+        rows.append([claim, f"{paper:.2f}", ours, where, status])
         if conditional:
             lpips = compare(record["lpips_mean"], 0.23, 0.02, None) if comparable(record) else "not comparable yet"
-            ours = "; ".join(f"{r['recipe']} recipe {r['lpips_mean']:.3f}" for r, _ in found)
-            rows.append([*lpips_claim, f"{ours} (real test images: {record['lpips_real_mean']:.3f})",
-                         measured_at(record, source), lpips])
+            ours, where = recipe_cells(found, lambda r: f"{r['lpips_mean']:.3f}",
+                                       lambda r: f"real test images: {r['lpips_real_mean']:.3f}")
+            rows.append([*lpips_claim, ours, where, lpips])
     return rows
 
 
@@ -150,12 +174,13 @@ def qualitative_rows(sources: list[tuple[str, list[dict]]]) -> list[list[str]]:
     if not found:
         row = [claim, "(qualitative)", "not measured yet", "—", "not comparable yet"]
     else:
-        r, source = found[0]
+        r = found[0][0]
         carries = r["accuracy"] - r["chance"] > 2 * r["spread"]
         status = ("reproduced" if carries else "worse") if comparable(r) else "not comparable yet"
-        ours = "; ".join(f"{other['recipe']} recipe {100 * other['accuracy']:.1f}%" for other, _ in found)
-        row = [claim, "(qualitative)", f"GAN-test {ours} (chance {100 * r['chance']:.1f}%, "
-               f"real test images {100 * r['real_accuracy']:.1f}%)", measured_at(r, source), status]
+        ours, where = recipe_cells(found, lambda other: f"{100 * other['accuracy']:.1f}%",
+                                   lambda other: f"chance {100 * other['chance']:.1f}%, "
+                                                 f"real test images {100 * other['real_accuracy']:.1f}%")
+        row = [claim, "(qualitative)", f"GAN-test {ours}", where, status]
     figure = f"[Figure 3 of chapter 7]({CHAPTERS['gan']})"
     return [row, ["Interpolations stay recognisable at their midpoints", "(qualitative, Figure 3)",
                   f"drawn in {figure}", "—", "by eye"]]
