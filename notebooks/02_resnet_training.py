@@ -262,15 +262,15 @@ print(f"training time of this chapter's {len(trained)} runs: "
 exports = committed_stages("paper")
 for label, stages in exports:
     print(label)
-    for stage in ("classifier paper x1", "classifier improved x1", "classifier improved x2"):
-        if stage in stages:
-            record, final = stages[stage], stages[stage]["final"]
-            print(f"  {stage}: {100 * record['full_splits']['test']:.1f}% on all "
-                  f"{record['full_splits']['images']['test']:,} test images, train - test gap "
-                  f"{100 * (final['train']['mean'] - final['test']['mean']):.1f} points (last "
-                  f"evaluations), trained in {record['train_seconds'] / 3600:.1f} h")
-        else:
-            print(f"  {stage}: not in this export yet")
+    wanted = ("classifier paper x1", "classifier improved x1", "classifier improved x2")
+    if any(stage not in stages for stage in wanted):
+        print(f"  not in this export yet: {', '.join(s for s in wanted if s not in stages)}")
+    for stage in (stage for stage in wanted if stage in stages):
+        record, final = stages[stage], stages[stage]["final"]
+        print(f"  {stage}: {100 * record['full_splits']['test']:.1f}% on all "
+              f"{record['full_splits']['images']['test']:,} test images, train - test gap "
+              f"{100 * (final['train']['mean'] - final['test']['mean']):.1f} points (last "
+              f"evaluations), trained in {record['train_seconds'] / 3600:.1f} h")
     for baseline, other in (("classifier paper x1", "classifier improved x1"),
                             ("classifier improved x1", "classifier improved x2")):
         if baseline in stages and other in stages:

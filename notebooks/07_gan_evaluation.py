@@ -207,16 +207,6 @@ image_grid(rows, captions, ncols=12, size=0.95, title_loc="left",
                  f"{profile.name} profile; GAN-test of {per_class} samples per class)")
 plt.show()
 
-
-def named(indices: list[int]) -> str:
-    """Classes with their GAN-test accuracy on generated and on real images."""
-    return ", ".join(f"{classes[c]} {100 * accuracy[c]:.0f}% (real {100 * real_accuracy[c]:.0f}%)"
-                     for c in indices)
-
-
-print(f"The {drawn_recipe} recipe's samples ({per_class} per class), recognised most often: "
-      f"{named(order[:3])}; least often: {named(order[::-1][:3])}")
-
 # %% [markdown]
 # ## FID and KID against the test split
 #
@@ -337,13 +327,13 @@ paper_comparisons = {"improved vs paper recipe": ("conditional aw improved", "co
 exports = committed_stages("paper")
 for label, stages in exports:
     print(label)
-    for gan in GAN_RUNS:
-        evaluation = stages.get(f"evaluation {gan[4:]}")
-        if evaluation is None:
-            print(f"  {gan}: not in this export yet")
-            continue
+    evaluated = [gan for gan in GAN_RUNS if f"evaluation {gan[4:]}" in stages]
+    if len(evaluated) < len(GAN_RUNS):
+        print(f"  not in this export yet: {', '.join(g for g in GAN_RUNS if g not in evaluated)}")
+    for gan in evaluated:
+        evaluation = stages[f"evaluation {gan[4:]}"]
         fid, floor_fid = evaluation["fid"], evaluation["fid_floor"]
-        print(f"  {gan}: {stages[gan]['iterations']:,} iterations, FID {fid:.2f} = "
+        print(f"  {gan}: {evaluation['iterations']:,} iterations, FID {fid:.2f} = "
               f"{fid / floor_fid:.2f}x the floor {floor_fid:.2f} at {evaluation['n_generated']:,} "
               f"vs {evaluation['n_reference']:,} test images")
     for question, (first, second) in paper_comparisons.items():
@@ -362,11 +352,18 @@ if not exports:
 # "inconclusive" when the difference is within twice the combined spread of the KID
 # estimates), and whether the samples look copied from the training set (LPIPS against the
 # same search for real test images), and how often a classifier names the class each sample was
-# asked for (against chance and real images). Only the paper profile on CIFAR-100 (50,000
-# iterations, the test split; 10,000 against 10,000 images, our choice, since the paper states
-# no sample count) comes close to the setting of the paper's 38.27 and 32.00.
+# asked for (against chance and real images), and for which classes most and least often. Only
+# the paper profile on CIFAR-100 (50,000 iterations, the test split; 10,000 against 10,000
+# images, our choice, since the paper states no sample count) comes close to the setting of the
+# paper's 38.27 and 32.00.
 
 # %%
+def named(indices: list[int]) -> str:
+    """Classes with their GAN-test accuracy on generated and on real images."""
+    return ", ".join(f"{classes[c]} {100 * accuracy[c]:.0f}% (real {100 * real_accuracy[c]:.0f}%)"
+                     for c in indices)
+
+
 budget = (f"{records['conditional']['dataset']}, {profile.name} profile, "
           f"{records['conditional']['iterations']:,} iterations, {profile.fid_samples:,} vs "
           f"{profile.fid_samples:,} images")
@@ -379,6 +376,8 @@ print(gan_verdict(scores["improved"], scores["conditional"],
                   ("the improved recipe", "the paper recipe")))
 for name, verdict in recognisable.items():
     print(f"Class by class, {records[name]['settings']['name']} recipe: {verdict}")
+print(f"Most recognised classes of the {drawn_recipe} recipe: {named(order[:3])}; least: "
+      f"{named(order[::-1][:3])} (GAN-test of {per_class} samples per class)")
 
 # %% [markdown]
 # ## Exercises
