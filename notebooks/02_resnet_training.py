@@ -270,7 +270,7 @@ for label, stages in exports:
         print(f"  {stage}: {100 * record['full_splits']['test']:.1f}% on all "
               f"{record['full_splits']['images']['test']:,} test images, train - test gap "
               f"{100 * (final['train']['mean'] - final['test']['mean']):.1f} points (last "
-              f"evaluations), trained in {record['train_seconds'] / 3600:.1f} h")
+              f"evaluations)")
     for baseline, other in (("classifier paper x1", "classifier improved x1"),
                             ("classifier improved x1", "classifier improved x2")):
         if baseline in stages and other in stages:
