@@ -246,7 +246,7 @@ plt.show()
 # screens found the samples better on every score than at 4,000. Twice that buys less: the
 # improved recipe at 12,000 iterations (seed 0, `--iterations 12000 --gan-test --only "improved
 # recipe"`) scored FID 102.4 against 107.6, KID x1000 23.4 against 26.9 and GAN-test accuracy
-# 67.8% against 66.4% (500 samples against 500 training images), for twice the training time.
+# 67.8% against 66.4% (500 samples against 500 training images), for twice the iterations.
 # The ablation below measures each kept change again, here.
 
 # %%
