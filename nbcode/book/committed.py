@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nbcode.runs.cache import CorruptRunFileError, check_record
+from nbcode.runs.cache import CorruptRunFileError, check_record, parse_record
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"  # one folder per export: <profile>-<dataset>-<device>
 
@@ -19,13 +19,9 @@ def read_committed(path: Path) -> dict:
             number is never left out or shown wrong in silence.
     """
     try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CorruptRunFileError(f"{path} is not a readable run record ({error}): export it again or remove "
-                                  f"it.") from error
-    if not isinstance(record, dict):
-        raise CorruptRunFileError(f"{path} is not a readable run record (it holds a {type(record).__name__}): "
-                                  f"export it again or remove it.")
+        record = parse_record(path)
+    except CorruptRunFileError as error:
+        raise CorruptRunFileError(f"not a readable run record: {error}. Export it again or remove it.") from error
     check_record(record, path)
     return record
 

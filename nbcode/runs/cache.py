@@ -206,21 +206,31 @@ def check_record(record: dict, path: Path) -> None:
                                   f"Delete it (and, for a run, its folder) to make it again.")
 
 
+def parse_record(path: Path) -> dict:
+    """The JSON object at `path`.
+
+    Raises:
+        CorruptRunFileError: it cannot be read, is not valid JSON, or holds no JSON object.
+    """
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
+        raise CorruptRunFileError(f"{path} is not valid JSON ({error})") from error
+    if not isinstance(record, dict):
+        raise CorruptRunFileError(f"{path} holds a {type(record).__name__}, not a run record")
+    return record
+
+
 def read_record(path: Path) -> dict | None:
     """The run record at `path`, or None when there is none or it is not a valid JSON object
     (then with a warning: the run is treated as incomplete and resumes from its checkpoint)."""
     if not path.exists():
         return None
     try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as error:
-        warnings.warn(f"{path} is not valid JSON ({error}); treating the run as incomplete", stacklevel=2)
+        return parse_record(path)
+    except CorruptRunFileError as error:
+        warnings.warn(f"{error}; treating the run as incomplete", stacklevel=2)
         return None
-    if not isinstance(record, dict):
-        warnings.warn(f"{path} holds a {type(record).__name__}, not a run record; treating the run as incomplete",
-                      stacklevel=2)
-        return None
-    return record
 
 
 @contextmanager
