@@ -15,7 +15,7 @@ import jupytext
 import pytest
 from playwright.sync_api import sync_playwright
 
-from nbcode.book.build import BOOK, NotebookFailed, build, execute_notebooks, write_pages
+from nbcode.book.build import BOOK, NotebookFailed, build, execute_notebooks, source_key, write_pages
 from nbcode.book.report import recipe_cells
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -223,3 +223,15 @@ def test_a_claim_from_two_budgets_gives_each_number_its_own_floor_and_label():
     ours, where = recipe_cells(same, lambda r: f"{r['fid']:.2f}", lambda r: f"real vs real: {r['fid_floor']:.2f}")
     assert ours == "improved recipe 108.25; paper recipe 136.95 (real vs real: 76.06)"
     assert where == "cifar10, quick profile, 6,000 iterations, 500 vs 500 images (this build)"
+
+
+def test_a_new_export_re_executes_only_the_chapters_that_read_results(tmp_path, monkeypatch):
+    monkeypatch.setattr("nbcode.book.committed.RESULTS", tmp_path / "results")
+    reader, other = tmp_path / "02_reader.py", tmp_path / "01_other.py"
+    reader.write_text("from nbcode.book.committed import committed_stages\n")
+    other.write_text("import torch\n")
+    before = {notebook: source_key(notebook, "quick") for notebook in (reader, other)}
+    (tmp_path / "results" / "paper-cifar10-cpu").mkdir(parents=True)
+    (tmp_path / "results" / "paper-cifar10-cpu" / "manifest.json").write_text("{}")
+    assert source_key(reader, "quick") != before[reader]
+    assert source_key(other, "quick") == before[other]
