@@ -263,9 +263,10 @@ exports = committed_stages("paper")
 for label, stages in exports:
     print(label)
     wanted = ("classifier paper x1", "classifier improved x1", "classifier improved x2")
-    if any(stage not in stages for stage in wanted):
-        print(f"  not in this export yet: {', '.join(s for s in wanted if s not in stages)}")
-    for stage in (stage for stage in wanted if stage in stages):
+    missing = [stage for stage in wanted if stage not in stages]
+    if missing:
+        print(f"  not in this export yet: {', '.join(missing)}")
+    for stage in (stage for stage in wanted if stage not in missing):
         record, final = stages[stage], stages[stage]["final"]
         print(f"  {stage}: {100 * record['full_splits']['test']:.1f}% on all "
               f"{record['full_splits']['images']['test']:,} test images, train - test gap "

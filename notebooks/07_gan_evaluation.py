@@ -327,10 +327,10 @@ paper_comparisons = {"improved vs paper recipe": ("conditional aw improved", "co
 exports = committed_stages("paper")
 for label, stages in exports:
     print(label)
-    evaluated = [gan for gan in GAN_RUNS if f"evaluation {gan[4:]}" in stages]
-    if len(evaluated) < len(GAN_RUNS):
-        print(f"  not in this export yet: {', '.join(g for g in GAN_RUNS if g not in evaluated)}")
-    for gan in evaluated:
+    missing = [gan for gan in GAN_RUNS if f"evaluation {gan[4:]}" not in stages]
+    if missing:
+        print(f"  not in this export yet: {', '.join(missing)}")
+    for gan in (gan for gan in GAN_RUNS if gan not in missing):
         evaluation = stages[f"evaluation {gan[4:]}"]
         fid, floor_fid = evaluation["fid"], evaluation["fid_floor"]
         print(f"  {gan}: {evaluation['iterations']:,} iterations, FID {fid:.2f} = "
