@@ -1,5 +1,6 @@
 """`python -m nbcode.runs.reproduce`: every stage at the smoke profile, resumed without redoing finished
 stages, exported small enough to commit, and shown by the book beside the reader's own runs."""
+import json
 import subprocess
 import sys
 
@@ -171,6 +172,28 @@ def test_the_chapters_read_each_committed_stage_by_its_name(reproduced, tmp_path
     next((folder / "records").glob("evaluation-*.json")).write_text("{not json")
     with pytest.raises(CorruptRunFileError, match="not a readable run record"):
         committed_stages("smoke")  # a damaged committed record is an error, never a silent gap
+
+
+def test_exports_from_separate_sessions_add_up_stage_by_stage(reproduced, tmp_path, monkeypatch):
+    runs, stages = reproduced
+    first = [stage for stage in stages if stage.name in ("classifier paper x1", "gan conditional aw")]
+    later = [stage for stage in stages if stage.name in ("evaluation conditional aw", "classifier paper x1")]
+    monkeypatch.setattr(nbcode.runs.reproduce, "git_commit", lambda: "aaaaaaa")
+    folder = export(first, SMOKE, tmp_path / "results", runs)
+    monkeypatch.setattr(nbcode.runs.reproduce, "git_commit", lambda: "bbbbbbb")  # a later session's export
+    assert export(later, SMOKE, tmp_path / "results", runs) == folder
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [(line["stage"], line["commit"]) for line in manifest["stages"]] == [
+        ("classifier paper x1", "bbbbbbb"), ("gan conditional aw", "aaaaaaa"), ("evaluation conditional aw", "bbbbbbb")]
+    assert len(list((folder / "records").glob("*.json"))) == 3 and len(list((folder / "grids").glob("*.png"))) == 1
+    monkeypatch.setattr(nbcode.book.committed, "RESULTS", tmp_path / "results")
+    [(label, found)] = committed_stages("smoke")
+    assert "commits bbbbbbb, aaaaaaa, exported" in label and len(found) == 3
+    manifest["data"] = {"train": "another copy of the data"}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="holds an export of other data"):
+        export(later, SMOKE, tmp_path / "results", runs)  # never mixed with, or replacing, other data's stages
+    assert json.loads((folder / "manifest.json").read_text()) == manifest
 
 
 def test_the_book_refuses_an_export_without_its_manifest(tmp_path, monkeypatch):

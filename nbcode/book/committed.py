@@ -44,9 +44,15 @@ def load_committed() -> list[tuple[str, dict, list[dict]]]:
 
 
 def committed_label(manifest: dict) -> str:
-    """How a committed export is named on the pages: profile, dataset, device, commit, date."""
+    """How a committed export is named on the pages: profile, dataset, device, and the commits and
+    dates of the exports its stages came from (one export may gather stages from several)."""
+    made = [(line.get("commit", manifest["commit"]), line.get("exported", manifest["exported"]))
+            for line in manifest["stages"]]
+    commits = list(dict.fromkeys(commit for commit, _ in made))
+    dates = sorted({date for _, date in made})
+    span = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
     return (f"results/ export: {manifest['profile']} profile, {manifest['dataset']}, {manifest['device']}, "
-            f"commit {manifest['commit']}, exported {manifest['exported']}")
+            f"{'commits' if len(commits) > 1 else 'commit'} {', '.join(commits)}, exported {span}")
 
 
 def committed_stages(profile: str) -> list[tuple[str, dict[str, dict]]]:

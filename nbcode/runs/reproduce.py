@@ -17,8 +17,9 @@ that finished earlier is read back, one that was interrupted continues from its 
 checkpoint, so the command can be split across sessions (run it again until it says "all done").
 Each stage prints its wall time. `--export DIR` then copies the records (run records with their
 per-iteration logs binned, evaluation records, the final sample grids) into
-DIR/<profile>-<dataset>-<device>/, small enough to commit; the book shows them beside the
-reader's own runs, labelled with their device and dataset.
+DIR/<profile>-<dataset>-<device>/, small enough to commit, keeping the stages an earlier export
+there holds and this call did not run; the book shows them beside the reader's own runs,
+labelled with their device and dataset.
 """
 from __future__ import annotations
 
@@ -139,25 +140,55 @@ def binned(log: dict[str, list], points: int = LOG_POINTS) -> tuple[dict[str, li
 def export(stages: list[Stage], profile: Profile, destination: str | Path,
            runs_dir: str | Path | None = None) -> Path:
     """Copy the stages' records and final sample grids to destination/<profile>-<dataset>-<device>/
-    with a manifest naming the device, dataset, commit and wall times. Returns that folder.
+    with a manifest naming the device, dataset, and each stage's commit, export date and wall time.
+    Returns that folder.
 
-    The export is written into a hidden folder beside it and swapped in only once complete, so a
-    kill or a full disk mid-export leaves the previous export as it was."""
+    An earlier export in that folder keeps the stages this call does not export again, so stages
+    run in separate sessions (or on machines that lose their runs folder in between) add up to one
+    export. It is written into a hidden folder beside it and swapped in only once complete, so a
+    kill or a full disk mid-export leaves the previous export as it was.
+
+    Raises:
+        ValueError: the earlier export in that folder was made of other data (its manifest says which).
+    """
     first = stages[0].record
     device = device_name(pick_device())
     folder = Path(destination) / f"{profile.name}-{first['dataset']}-{device.split(' (')[0].replace(' ', '-')}"
     partial, previous = folder.with_name(f".{folder.name}.partial"), folder.with_name(f".{folder.name}.previous")
     for leftover in (partial, previous):
         shutil.rmtree(leftover, ignore_errors=True)
-    records = [_export_stage(stage, partial, runs_dir) for stage in stages]
-    write_json(partial / "manifest.json", {"profile": profile.name, "dataset": first["dataset"],
-                                           "data": first["data"], "device": device, "commit": git_commit(),
-                                           "exported": time.strftime("%Y-%m-%d"), "stages": records})
+    stamp = {"commit": git_commit(), "exported": time.strftime("%Y-%m-%d")}
+    lines = [stamp | _export_stage(stage, partial, runs_dir) for stage in stages]
+    lines += _carry_earlier_stages(folder, partial, first["data"], {stage.name for stage in stages})
+    order = stage_names()
+    write_json(partial / "manifest.json", {"profile": profile.name, "dataset": first["dataset"], "data": first["data"],
+                                           "device": device, **stamp,
+                                           "stages": sorted(lines, key=lambda line: order.index(line["stage"]))})
     if folder.exists():
         folder.rename(previous)
     partial.rename(folder)
     shutil.rmtree(previous, ignore_errors=True)
     return folder
+
+
+def _carry_earlier_stages(folder: Path, partial: Path, data: dict, exported: set[str]) -> list[dict]:
+    """Copy into `partial` the records (and GAN grids) of the stages that the earlier export in
+    `folder`, if any, holds and `exported` does not; return their manifest lines, each with the
+    commit and date of the export that made it."""
+    if not (folder / "manifest.json").exists():
+        return []
+    earlier = json.loads((folder / "manifest.json").read_text())
+    if earlier["data"] != data:
+        raise ValueError(f"{folder} holds an export of other data ({earlier['data']}); this one is of {data}. "
+                         f"Move it away to export this one.")
+    carried = [line for line in earlier["stages"] if line["stage"] not in exported]
+    for line in carried:
+        name = f"evaluation-{line['run']}" if line["kind"] == "evaluation" else line["run"]
+        files = [Path("records") / f"{name}.json"] + ([Path("grids") / f"{name}.png"] if line["kind"] == "gan" else [])
+        for file in files:
+            (partial / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(folder / file, partial / file)
+    return [{"commit": earlier["commit"], "exported": earlier["exported"]} | line for line in carried]
 
 
 def _export_stage(stage: Stage, folder: Path, runs_dir: str | Path | None) -> dict:
