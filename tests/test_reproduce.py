@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from matplotlib.image import imread
 
 import nbcode.book.build
@@ -98,9 +99,12 @@ def test_export_is_small_and_the_book_shows_it_labelled(reproduced, tmp_path, mo
     runs, stages = reproduced
     folder = export(stages, SMOKE, tmp_path / "results", runs)
     assert folder.name.startswith("smoke-synthetic-")
-    files = [p for p in folder.rglob("*") if p.is_file()]
+    files = [p for p in folder.rglob("*") if p.is_file() and p.parent.name != "generators"]
     assert sum(p.stat().st_size for p in files) < 3_000_000 and not [p for p in files if p.suffix == ".pt"]
     assert len(list((folder / "grids").glob("*.png"))) == 5 and len(list((folder / "records").glob("*.json"))) == 14
+    generators = list((folder / "generators").glob("*.pt"))  # the averaged generators alone, no D, no optimisers
+    assert len(generators) == 5 and all(p.stat().st_size < 3_000_000 for p in generators)
+    assert set(torch.load(generators[0], weights_only=True)) == {"architecture", "run", "step", "g_ema"}
 
     book = tmp_path / "book"
     book.mkdir()
@@ -189,11 +193,31 @@ def test_exports_from_separate_sessions_add_up_stage_by_stage(reproduced, tmp_pa
     monkeypatch.setattr(nbcode.book.committed, "RESULTS", tmp_path / "results")
     [(label, found)] = committed_stages("smoke")
     assert "commits bbbbbbb, aaaaaaa, exported" in label and len(found) == 3
-    manifest["data"] = {"train": "another copy of the data"}
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match="holds an export of other data"):
+    gan = folder / "records" / f"{manifest['stages'][1]['run']}.json"
+    gan.write_text(json.dumps(json.loads(gan.read_text()) | {"data_source": {"loaded": "other images"}}))
+    with pytest.raises(ValueError, match="'gan conditional aw' made of other data"):
         export(later, SMOKE, tmp_path / "results", runs)  # never mixed with, or replacing, other data's stages
     assert json.loads((folder / "manifest.json").read_text()) == manifest
+
+
+def test_a_machine_without_the_runs_folder_evaluates_the_exported_generator(reproduced, tmp_path, monkeypatch):
+    runs, stages = reproduced
+    original = {stage.name: stage.record for stage in stages}
+    gan = [stage for stage in stages if stage.name == "gan conditional aw"]
+    folder = export(gan, SMOKE, tmp_path / "results", runs)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the GAN was trained again")
+
+    monkeypatch.setattr(nbcode.runs.reproduce, "train_gan", no_training)
+    [stage] = reproduce(SMOKE, "synthetic", tmp_path / "new-machine", progress=False,
+                        only=["evaluation conditional aw"], exported=folder)
+    for key in ("fid", "kid_mean", "fid_floor", "lpips_mean"):  # the same generator, the same numbers
+        assert stage.record[key] == pytest.approx(original["evaluation conditional aw"][key], rel=1e-5)
+    export([stage], SMOKE, tmp_path / "results", tmp_path / "new-machine")
+    lines = json.loads((folder / "manifest.json").read_text())["stages"]
+    assert [line["stage"] for line in lines] == ["gan conditional aw", "evaluation conditional aw"]
+    assert (folder / "generators" / f"{original['gan conditional aw']['run']}.pt").exists()  # carried over
 
 
 def test_the_book_refuses_an_export_without_its_manifest(tmp_path, monkeypatch):

@@ -31,14 +31,15 @@ from nbcode.runs.profiles import Profile
 
 
 def evaluate_gan(record: dict, profile: Profile, runs_dir: str | Path | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, checkpoint: Path | None = None) -> dict:
     """FID/KID and LPIPS of a GAN run at `profile.fid_samples`, or the evaluation record made earlier.
 
     The samples are scored against the data the run trained on (its record's `data_source`;
     nbcode.data.datasets.DataChangedError when the data root now gives other data). An earlier
     evaluation is read back only when it was made of this very run record (its digest) at this
     sample count. With `progress`, a bar names each stage as it runs (samples, FID/KID, the
-    real-vs-real floor, LPIPS) and the nearest-neighbour search shows its own bar.
+    real-vs-real floor, LPIPS) and the nearest-neighbour search shows its own bar. `checkpoint`:
+    the run's generator file when its run folder is not here (an export's; see reproduce).
     """
     path = runs_root(runs_dir) / "evaluation" / f"{record['run']}.json"
     earlier = _earlier_evaluation(path, record, profile.fid_samples)
@@ -48,7 +49,8 @@ def evaluate_gan(record: dict, profile: Profile, runs_dir: str | Path | None = N
     test = load_run_split(record["data_source"], profile, "test").subset(profile.fid_samples)
     train = load_run_split(record["data_source"], profile, "train")
     stages.set_postfix_str(f"sampling {profile.fid_samples:,} images")
-    samples = sample_images(load_trained_generator(record, runs_dir), profile.fid_samples, seed=0)
+    generator = load_trained_generator(record, runs_dir, checkpoint=checkpoint)
+    samples = sample_images(generator, profile.fid_samples, seed=0)
     stages.update()
     stages.set_postfix_str(f"FID and KID, {len(samples):,} vs {len(test):,} images")
     scores = fid_kid(None, test, 0, generated=samples, runs_dir=runs_dir)
@@ -133,7 +135,8 @@ def save_evaluation(run: dict, scores: dict, runs_dir: str | Path | None = None)
     record = {"kind": "evaluation", "run": run["run"], "run_digest": record_digest(run),
               "conditional": run["settings"]["conditional"], "recipe": run["settings"]["name"],
               "generator": run["settings"]["generator"], "loss": run["settings"]["loss"], "seed": run["seed"],
-              "dataset": run["dataset"], "profile": run["profile"], "iterations": run["iterations"],
+              "dataset": run["dataset"], "data_source": run["data_source"], "profile": run["profile"],
+              "iterations": run["iterations"],
               "device": run["device"], "commit": git_commit(), **scores}
     write_json(runs_root(runs_dir) / "evaluation" / f"{run['run']}.json", record)
     return record

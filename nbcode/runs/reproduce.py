@@ -17,9 +17,11 @@ that finished earlier is read back, one that was interrupted continues from its 
 checkpoint, so the command can be split across sessions (run it again until it says "all done").
 Each stage prints its wall time. `--export DIR` then copies the records (run records with their
 per-iteration logs binned, evaluation records, the final sample grids) into
-DIR/<profile>-<dataset>-<device>/, small enough to commit, keeping the stages an earlier export
-there holds and this call did not run; the book shows them beside the reader's own runs,
-labelled with their device and dataset.
+DIR/<profile>-<dataset>-<device>/, small enough to commit, with each GAN's averaged generator
+(2.2 MB), keeping the stages an earlier export there holds and this call did not run; the book
+shows them beside the reader's own runs, labelled with their device and dataset. An evaluation
+whose GAN is exported there but not in the runs folder (a new machine) scores the exported
+generator instead of training the GAN again.
 """
 from __future__ import annotations
 
@@ -37,9 +39,9 @@ import torch
 from nbcode.data.datasets import DataMissingError, dataset_name, ensure_downloaded
 from nbcode.gan_recipe import GAN_RECIPES
 from nbcode.metrics.evaluation import evaluate_gan
-from nbcode.runs.cache import git_commit, write_json
+from nbcode.runs.cache import check_record, git_commit, parse_record, write_json
 from nbcode.runs.classifier import train_classifier
-from nbcode.runs.gan import final_grid, train_gan
+from nbcode.runs.gan import export_generator, final_grid, is_trained, run_folder, train_gan
 from nbcode.runs.profiles import PROFILES, Profile, get_profile, pick_device
 
 CLASSIFIER_RUNS = {"classifier paper x1": ("paper", 1, "dsresnet"),
@@ -77,11 +79,12 @@ def stage_names() -> list[str]:
 
 
 def planned_stages(profile: Profile, dataset: str | None = None, runs_dir: str | Path | None = None,
-                   progress: bool = True) -> dict[str, Callable[[], dict]]:
+                   progress: bool = True, exported: Path | None = None) -> dict[str, Callable[[], dict]]:
     """Every stage's name and the call that runs (or reads back) its record, in reproduce's order:
     the classifiers, the GANs, then each GAN's evaluation (EVALUATIONS; it trains its GAN first if
-    that has not finished). A GAN stage's record is kept once returned, so its evaluation in the
-    same call does not load the training data again to find the run."""
+    that has not finished, unless the export folder `exported` holds that run with its generator).
+    A GAN stage's record is kept once returned, so its evaluation in the same call does not load
+    the training data again to find the run."""
     work: dict[str, Callable[[], dict]] = {}
     for name, (recipe, width, network) in CLASSIFIER_RUNS.items():
         work[name] = partial(train_classifier, recipe, profile, width_factor=width, network=network,
@@ -90,24 +93,51 @@ def planned_stages(profile: Profile, dataset: str | None = None, runs_dir: str |
         work[name] = cache(partial(train_gan, settings, profile, dataset=dataset, runs_dir=runs_dir,
                                    progress=progress))
     for name, gan in EVALUATIONS.items():
-        work[name] = partial(_evaluate, work[gan], profile, runs_dir, progress)
+        found = partial(_exported_gan, exported, gan, profile, dataset, runs_dir)
+        work[name] = partial(_evaluate, work[gan], found, profile, runs_dir, progress)
     return work
 
 
-def _evaluate(train: Callable[[], dict], profile: Profile, runs_dir: str | Path | None, progress: bool) -> dict:
-    """The evaluation record of the GAN run that `train` returns (trained first or read back)."""
-    return evaluate_gan(train(), profile, runs_dir, progress)
+def _evaluate(train: Callable[[], dict], exported: Callable[[], tuple[dict, Path] | None], profile: Profile,
+              runs_dir: str | Path | None, progress: bool) -> dict:
+    """The evaluation record of the GAN run that `train` returns (trained first or read back), or of
+    the exported run and generator file that `exported` finds instead of training it again."""
+    found = exported()
+    if found is None:
+        return evaluate_gan(train(), profile, runs_dir, progress)
+    record, generator = found
+    return evaluate_gan(record, profile, runs_dir, progress, checkpoint=generator)
+
+
+def _exported_gan(folder: Path | None, stage: str, profile: Profile, dataset: str | None,
+                  runs_dir: str | Path | None) -> tuple[dict, Path] | None:
+    """The exported record and generator file of GAN stage `stage` when the runs folder has not
+    finished its run and the export in `folder` holds that very run (same name: same settings,
+    data, budget and seed), e.g. on a machine that lost its runs folder; else None."""
+    if folder is None or not (folder / "manifest.json").exists():
+        return None
+    run = run_folder(GAN_RUNS[stage], profile, dataset=dataset, runs_dir=runs_dir)
+    lines = json.loads((folder / "manifest.json").read_text())["stages"]
+    if not any(line["stage"] == stage and line["run"] == run.name for line in lines):
+        return None
+    if is_trained(GAN_RUNS[stage], profile, dataset=dataset, runs_dir=runs_dir):
+        return None  # the run folder is here: its record and checkpoint are the originals
+    record = parse_record(folder / "records" / f"{run.name}.json")
+    check_record(record, folder / "records" / f"{run.name}.json")
+    return record, folder / "generators" / f"{run.name}.pt"
 
 
 def reproduce(profile: Profile, dataset: str | None = None, runs_dir: str | Path | None = None,
-              progress: bool = True, only: list[str] | None = None) -> list[Stage]:
+              progress: bool = True, only: list[str] | None = None, exported: Path | None = None) -> list[Stage]:
     """Run (or read back) every stage at `profile`, or the stages named in `only` in that order
     (e.g. the most wanted first on a GPU lent for minutes); print each stage's wall time as it ends.
+    An evaluation whose GAN run is not in the runs folder but in the export folder `exported`
+    (`export_folder`) scores the exported generator instead of training the GAN again.
 
     Raises:
         ValueError: `only` names a stage that does not exist (the message lists them all).
     """
-    work = planned_stages(profile, dataset, runs_dir, progress)
+    work = planned_stages(profile, dataset, runs_dir, progress, exported)
     unknown = [name for name in only or () if name not in work]
     if unknown:
         raise ValueError(f"unknown stage(s) {', '.join(map(repr, unknown))}; stages: {', '.join(work)}")
@@ -137,6 +167,12 @@ def binned(log: dict[str, list], points: int = LOG_POINTS) -> tuple[dict[str, li
     return thinned, size
 
 
+def export_folder(destination: str | Path, profile: Profile, dataset: str) -> Path:
+    """Where `export` writes this device's stages at `profile` on `dataset` ("cifar10", ...):
+    destination/<profile>-<dataset>-<device>/, e.g. results/paper-cifar10-cpu."""
+    return Path(destination) / f"{profile.name}-{dataset}-{device_name(pick_device()).split(' (')[0].replace(' ', '-')}"
+
+
 def export(stages: list[Stage], profile: Profile, destination: str | Path,
            runs_dir: str | Path | None = None) -> Path:
     """Copy the stages' records and final sample grids to destination/<profile>-<dataset>-<device>/
@@ -149,20 +185,20 @@ def export(stages: list[Stage], profile: Profile, destination: str | Path,
     kill or a full disk mid-export leaves the previous export as it was.
 
     Raises:
-        ValueError: the earlier export in that folder was made of other data (its manifest says which).
+        ValueError: the stages, or those of the earlier export in that folder, were made of other data.
     """
     first = stages[0].record
-    device = device_name(pick_device())
-    folder = Path(destination) / f"{profile.name}-{first['dataset']}-{device.split(' (')[0].replace(' ', '-')}"
+    folder = export_folder(destination, profile, first["dataset"])
     partial, previous = folder.with_name(f".{folder.name}.partial"), folder.with_name(f".{folder.name}.previous")
     for leftover in (partial, previous):
         shutil.rmtree(leftover, ignore_errors=True)
     stamp = {"commit": git_commit(), "exported": time.strftime("%Y-%m-%d")}
     lines = [stamp | _export_stage(stage, partial, runs_dir) for stage in stages]
-    lines += _carry_earlier_stages(folder, partial, first["data"], {stage.name for stage in stages})
+    source = _data_source(stages)
+    lines += _carry_earlier_stages(folder, partial, source, {stage.name for stage in stages})
     order = stage_names()
-    write_json(partial / "manifest.json", {"profile": profile.name, "dataset": first["dataset"], "data": first["data"],
-                                           "device": device, **stamp,
+    write_json(partial / "manifest.json", {"profile": profile.name, "dataset": first["dataset"], "data": source,
+                                           "device": device_name(pick_device()), **stamp,
                                            "stages": sorted(lines, key=lambda line: order.index(line["stage"]))})
     if folder.exists():
         folder.rename(previous)
@@ -171,20 +207,39 @@ def export(stages: list[Stage], profile: Profile, destination: str | Path,
     return folder
 
 
-def _carry_earlier_stages(folder: Path, partial: Path, data: dict, exported: set[str]) -> list[dict]:
-    """Copy into `partial` the records (and GAN grids) of the stages that the earlier export in
-    `folder`, if any, holds and `exported` does not; return their manifest lines, each with the
-    commit and date of the export that made it."""
+def _data_source(stages: list[Stage]) -> dict:
+    """The data every stage was made of: the `data_source` of its record (an evaluation's is its run's).
+
+    Raises:
+        ValueError: the stages were made of different data, or none of their records says which.
+    """
+    sources = [stage.record["data_source"] for stage in stages if "data_source" in stage.record]
+    if not sources or any(source != sources[0] for source in sources):
+        raise ValueError(f"one export holds the stages of one dataset; these name {sources or 'none'}")
+    return sources[0]
+
+
+def _carry_earlier_stages(folder: Path, partial: Path, source: dict, exported: set[str]) -> list[dict]:
+    """Copy into `partial` the records (and GAN grids and generators) of the stages that the earlier
+    export in `folder`, if any, holds and `exported` does not; return their manifest lines, each
+    with the commit and date of the export that made it.
+
+    Raises:
+        ValueError: a carried record was made of other data than `source` (a `data_source`).
+    """
     if not (folder / "manifest.json").exists():
         return []
     earlier = json.loads((folder / "manifest.json").read_text())
-    if earlier["data"] != data:
-        raise ValueError(f"{folder} holds an export of other data ({earlier['data']}); this one is of {data}. "
-                         f"Move it away to export this one.")
     carried = [line for line in earlier["stages"] if line["stage"] not in exported]
     for line in carried:
         name = f"evaluation-{line['run']}" if line["kind"] == "evaluation" else line["run"]
-        files = [Path("records") / f"{name}.json"] + ([Path("grids") / f"{name}.png"] if line["kind"] == "gan" else [])
+        record = parse_record(folder / "records" / f"{name}.json")
+        if record.get("data_source", source) != source:
+            raise ValueError(f"{folder} holds {line['stage']!r} made of other data ({record['data_source']}) than "
+                             f"this export ({source}). Move that export away to write this one.")
+        files = [Path("records") / f"{name}.json"]
+        if line["kind"] == "gan":
+            files += [Path("grids") / f"{name}.png", Path("generators") / f"{name}.pt"]
         for file in files:
             (partial / file).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(folder / file, partial / file)
@@ -199,6 +254,7 @@ def _export_stage(stage: Stage, folder: Path, runs_dir: str | Path | None) -> di
         record["log"], record["log_bin"] = binned(record["log"])
         (folder / "grids").mkdir(parents=True, exist_ok=True)
         shutil.copy(final_grid(stage.record, runs_dir), folder / "grids" / f"{record['run']}.png")
+        export_generator(stage.record, folder / "generators" / f"{record['run']}.pt", runs_dir)
     name = f"evaluation-{record['run']}" if record["kind"] == "evaluation" else record["run"]
     write_json(folder / "records" / f"{name}.json", record)
     return {"stage": stage.name, "run": record["run"], "kind": record["kind"],
@@ -223,7 +279,8 @@ def main() -> None:
         raise SystemExit(str(error)) from None
     print(f"reproducing at profile {profile.name} on {dataset_name(args.dataset)}, device "
           f"{device_name(pick_device())}", flush=True)
-    stages = reproduce(profile, args.dataset, args.runs_dir, only=args.only)
+    exported = export_folder(args.export, profile, dataset_name(args.dataset)) if args.export else None
+    stages = reproduce(profile, args.dataset, args.runs_dir, only=args.only, exported=exported)
     if args.export:
         print(f"exported to {export(stages, profile, args.export, args.runs_dir)}")
     print(json.dumps({stage.name: round(stage.seconds, 1) for stage in stages}))
