@@ -260,8 +260,9 @@ print(f"training time of this chapter's {len(trained)} runs: "
 
 # %%
 exports = committed_stages("paper")
-for label, stages in exports:
-    print(label)
+for export in exports:
+    print(export.label)
+    stages = export.stages
     wanted = ("classifier paper x1", "classifier improved x1", "classifier improved x2")
     missing = [stage for stage in wanted if stage not in stages]
     if missing:

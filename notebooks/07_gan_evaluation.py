@@ -325,11 +325,13 @@ paper_comparisons = {"improved vs paper recipe": ("conditional aw improved", "co
                      "conditional vs unconditional": ("conditional aw", "unconditional aw"),
                      "aw loss vs hinge loss": ("conditional aw", "conditional hinge")}
 exports = committed_stages("paper")
-for label, stages in exports:
-    print(label)
+for export in exports:
+    print(export.label)
+    stages = export.stages
     missing = [gan for gan in GAN_RUNS if f"evaluation {gan[4:]}" not in stages]
     if missing:
-        print(f"  not in this export yet: {', '.join(missing)}")
+        print("  not evaluated in this export yet: " + ", ".join(
+            f"{gan} ({'trained' if gan in stages else 'not trained'})" for gan in missing))
     for gan in (gan for gan in GAN_RUNS if gan not in missing):
         evaluation = stages[f"evaluation {gan[4:]}"]
         fid, floor_fid = evaluation["fid"], evaluation["fid_floor"]
@@ -342,6 +344,29 @@ for label, stages in exports:
             print(f"  {question}: {gan_verdict(*pair, (first, second))}")
 if not exports:
     print("no paper-profile export is committed under results/ yet")
+
+# %% [markdown]
+# Each export keeps its GANs' averaged generators (2.2 MB each), so their samples are drawn
+# here without training anything: one row per class, twelve samples each, not cherry-picked,
+# as in "Figure 2, class by class" above (the first ten classes when there are more).
+
+# %%
+paper_noise = torch.randn(12 * 10, LATENT, generator=torch.Generator().manual_seed(2))
+for export in exports:
+    drawable = [gan for gan in ("gan conditional aw", "gan conditional aw improved")
+                if gan in export.stages]
+    for gan in drawable:
+        record = export.stages[gan]
+        shown = torch.arange(min(10, len(record["classes"])))
+        noise, labels = paper_noise[:12 * len(shown)], shown.repeat_interleave(12)
+        with torch.no_grad():
+            rows = to_uint8(export.generator(gan)(noise, labels))
+        captions = [record["classes"][c][:12] if i == 0 else ""
+                    for c in shown.tolist() for i in range(12)]
+        image_grid(rows, captions, ncols=12, size=0.95, title_loc="left",
+                   title=f"{gan}: {record['iterations']:,} iterations x {record['batch']}, "
+                         f"{record['dataset']}, {record['profile']} profile ({export.folder.name})")
+        plt.show()
 
 # %% [markdown]
 # ## Summary

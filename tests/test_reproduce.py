@@ -12,7 +12,9 @@ import nbcode.book.build
 import nbcode.book.committed
 import nbcode.runs.reproduce
 from nbcode.book.committed import committed_stages
+from nbcode.gan import LATENT
 from nbcode.runs.cache import CorruptRunFileError
+from nbcode.runs.gan import load_trained_generator
 from nbcode.runs.profiles import get_profile
 from nbcode.runs.reproduce import CLASSIFIER_RUNS, GAN_RUNS, binned, export, reproduce
 
@@ -169,7 +171,8 @@ def test_the_chapters_read_each_committed_stage_by_its_name(reproduced, tmp_path
     partial = [stage for stage in stages if stage.name in ("classifier paper x1", "evaluation conditional aw")]
     folder = export(partial, SMOKE, tmp_path / "results", runs)
     monkeypatch.setattr(nbcode.book.committed, "RESULTS", tmp_path / "results")
-    [(label, found)] = committed_stages("smoke")
+    [committed] = committed_stages("smoke")
+    label, found = committed.label, committed.stages
     assert label.startswith("results/ export: smoke profile, synthetic, ")
     assert {name: record["run"] for name, record in found.items()} == {s.name: s.record["run"] for s in partial}
     assert found["evaluation conditional aw"]["kind"] == "evaluation" and committed_stages("paper") == []
@@ -191,8 +194,13 @@ def test_exports_from_separate_sessions_add_up_stage_by_stage(reproduced, tmp_pa
         ("classifier paper x1", "bbbbbbb"), ("gan conditional aw", "aaaaaaa"), ("evaluation conditional aw", "bbbbbbb")]
     assert len(list((folder / "records").glob("*.json"))) == 3 and len(list((folder / "grids").glob("*.png"))) == 1
     monkeypatch.setattr(nbcode.book.committed, "RESULTS", tmp_path / "results")
-    [(label, found)] = committed_stages("smoke")
-    assert "commits bbbbbbb, aaaaaaa, exported" in label and len(found) == 3
+    [committed] = committed_stages("smoke")
+    assert "commits bbbbbbb, aaaaaaa, exported" in committed.label and len(committed.stages) == 3
+    gan = next(stage for stage in first if stage.name == "gan conditional aw").record
+    noise, labels = torch.randn(4, LATENT), torch.arange(4)
+    with torch.no_grad():  # the exported generator is the run's own averaged generator
+        torch.testing.assert_close(committed.generator("gan conditional aw")(noise, labels),
+                                   load_trained_generator(gan, runs)(noise, labels))
     gan = folder / "records" / f"{manifest['stages'][1]['run']}.json"
     gan.write_text(json.dumps(json.loads(gan.read_text()) | {"data_source": {"loaded": "other images"}}))
     with pytest.raises(ValueError, match="'gan conditional aw' made of other data"):

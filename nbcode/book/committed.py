@@ -4,9 +4,13 @@ results pages and by the chapters that set them beside the reader's own runs."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from nbcode.runs.cache import CorruptRunFileError, check_record, parse_record
+from nbcode.runs.gan import load_trained_generator
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"  # one folder per export: <profile>-<dataset>-<device>
 
@@ -55,14 +59,30 @@ def committed_label(manifest: dict) -> str:
             f"{'commits' if len(commits) > 1 else 'commit'} {', '.join(commits)}, exported {span}")
 
 
-def committed_stages(profile: str) -> list[tuple[str, dict[str, dict]]]:
-    """(label, {stage name: record}) for every committed export made at `profile`, e.g. "paper":
-    the stage names are reproduce's ("classifier paper x1", "evaluation conditional aw", ...), and
-    an export holds only the stages that had finished when it was made."""
+@dataclass
+class CommittedExport:
+    """One committed export: its label for the pages (`committed_label`), its folder, and its
+    records by reproduce's stage names ("classifier paper x1", "evaluation conditional aw", ...);
+    it holds only the stages that had finished when it was made."""
+
+    label: str
+    folder: Path
+    stages: dict[str, dict]
+
+    def generator(self, stage: str) -> torch.nn.Module:
+        """The averaged generator of GAN stage `stage`, in eval mode, from the export's
+        generators/<run>.pt (checked to be of that run and step)."""
+        record = self.stages[stage]
+        return load_trained_generator(record, checkpoint=self.folder / "generators" / f"{record['run']}.pt")
+
+
+def committed_stages(profile: str) -> list[CommittedExport]:
+    """Every committed export made at `profile`, e.g. "paper", in folder-name order."""
     exports = []
-    for _, manifest, records in load_committed():
+    for name, manifest, records in load_committed():
         if manifest["profile"] == profile:
             by_run = {(record["kind"], record["run"]): record for record in records}
-            exports.append((committed_label(manifest),
-                            {line["stage"]: by_run[line["kind"], line["run"]] for line in manifest["stages"]}))
+            exports.append(CommittedExport(committed_label(manifest), RESULTS / name,
+                                           {line["stage"]: by_run[line["kind"], line["run"]]
+                                            for line in manifest["stages"]}))
     return exports
