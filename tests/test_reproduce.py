@@ -225,7 +225,12 @@ def test_a_machine_without_the_runs_folder_evaluates_the_exported_generator(repr
     export([stage], SMOKE, tmp_path / "results", tmp_path / "new-machine")
     lines = json.loads((folder / "manifest.json").read_text())["stages"]
     assert [line["stage"] for line in lines] == ["gan conditional aw", "evaluation conditional aw"]
-    assert (folder / "generators" / f"{original['gan conditional aw']['run']}.pt").exists()  # carried over
+    generator = folder / "generators" / f"{original['gan conditional aw']['run']}.pt"
+    assert generator.exists()  # carried over
+    generator.unlink()
+    with pytest.raises(FileNotFoundError, match="is missing, so 'gan conditional aw' of .* cannot be evaluated"):
+        reproduce(SMOKE, "synthetic", tmp_path / "another-machine", progress=False,
+                  only=["evaluation conditional aw"], exported=folder)
 
 
 def test_the_book_refuses_an_export_without_its_manifest(tmp_path, monkeypatch):

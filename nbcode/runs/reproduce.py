@@ -113,7 +113,11 @@ def _exported_gan(folder: Path | None, stage: str, profile: Profile, dataset: st
                   runs_dir: str | Path | None) -> tuple[dict, Path] | None:
     """The exported record and generator file of GAN stage `stage` when the runs folder has not
     finished its run and the export in `folder` holds that very run (same name: same settings,
-    data, budget and seed), e.g. on a machine that lost its runs folder; else None."""
+    data, budget and seed), e.g. on a machine that lost its runs folder; else None.
+
+    Raises:
+        FileNotFoundError: the export holds the run's record but not its generator file.
+    """
     if folder is None or not (folder / "manifest.json").exists():
         return None
     run = run_folder(GAN_RUNS[stage], profile, dataset=dataset, runs_dir=runs_dir)
@@ -122,9 +126,12 @@ def _exported_gan(folder: Path | None, stage: str, profile: Profile, dataset: st
         return None
     if is_trained(GAN_RUNS[stage], profile, dataset=dataset, runs_dir=runs_dir):
         return None  # the run folder is here: its record and checkpoint are the originals
-    record = parse_record(folder / "records" / f"{run.name}.json")
+    record, generator = parse_record(folder / "records" / f"{run.name}.json"), folder / "generators" / f"{run.name}.pt"
     check_record(record, folder / "records" / f"{run.name}.json")
-    return record, folder / "generators" / f"{run.name}.pt"
+    if not generator.exists():
+        raise FileNotFoundError(f"{generator} is missing, so {stage!r} of {folder} cannot be evaluated without "
+                                f"training it again: restore the file, or run {stage!r} (it is then exported anew)")
+    return record, generator
 
 
 def reproduce(profile: Profile, dataset: str | None = None, runs_dir: str | Path | None = None,
