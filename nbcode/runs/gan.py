@@ -81,8 +81,12 @@ def train_gan(settings: GANSettings, profile: Profile, *, dataset: str | None = 
 def is_trained(settings: GANSettings, profile: Profile, *, dataset: str | None = None, seed: int = 0,
                runs_dir: str | Path | None = None) -> bool:
     """True when `train_gan` with these arguments would load a finished run instead of training."""
-    return finished_record(run_folder(settings, profile, dataset=dataset, seed=seed, runs_dir=runs_dir),
-                           _finished(profile)) is not None
+    return is_finished(run_folder(settings, profile, dataset=dataset, seed=seed, runs_dir=runs_dir), profile)
+
+
+def is_finished(folder: Path, profile: Profile) -> bool:
+    """True when the run folder `folder` holds a run finished at `profile`'s budget (record and checkpoint)."""
+    return finished_record(folder, _finished(profile)) is not None
 
 
 def run_folder(settings: GANSettings, profile: Profile, *, dataset: str | None = None, seed: int = 0,
@@ -255,11 +259,9 @@ def load_trained_generator(record: dict, runs_dir: str | Path | None = None, dev
                            ema: bool = True, checkpoint: Path | None = None) -> torch.nn.Module:
     """The trained generator of a GAN run record (the EMA copy by default; Table 1's or the SLE
     one, as the run's settings say), in eval mode. Its weights come from the run folder's
-    checkpoint, or from `checkpoint` (an export's generator file, `export_generator`); either
-    must be of that run and step."""
-    path = checkpoint or runs_root(runs_dir) / "gan" / record["run"] / CHECKPOINT
+    checkpoint, or from `checkpoint` (an export's generator file, `export_generator`)."""
     key = "g_ema" if ema else "g"
-    state = load_checkpoint(path, record["architecture"], device, keys=(key,), run=record["run"], step=record["step"])
+    state = _trained_state(record, key, runs_dir, device, checkpoint)
     settings = record["settings"]
     g = GENERATORS[settings["generator"]](len(record["classes"]) if settings["conditional"] else 0)
     g.load_state_dict(state[key])
@@ -270,10 +272,17 @@ def export_generator(record: dict, path: Path, runs_dir: str | Path | None = Non
     """Save the averaged generator of a finished GAN run alone at `path` (about 2.2 MB for Table 1's
     552,195 parameters in fp32), named with its run, step and architecture, so that
     `load_trained_generator(record, checkpoint=path)` samples it, and evaluates it, without the run folder."""
-    state = load_checkpoint(runs_root(runs_dir) / "gan" / record["run"] / CHECKPOINT, record["architecture"],
-                            keys=("g_ema",), run=record["run"], step=record["step"])
+    state = _trained_state(record, "g_ema", runs_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, {key: state[key] for key in ("architecture", "run", "step", "g_ema")})
+
+
+def _trained_state(record: dict, key: str, runs_dir: str | Path | None, device: torch.device | str = "cpu",
+                   checkpoint: Path | None = None) -> dict:
+    """The checkpoint of a GAN run record holding `key` ("g", "g_ema"), from its run folder or from
+    `checkpoint`, checked to be of that run and step (nbcode.runs.cache.load_checkpoint)."""
+    path = checkpoint or runs_root(runs_dir) / "gan" / record["run"] / CHECKPOINT
+    return load_checkpoint(path, record["architecture"], device, keys=(key,), run=record["run"], step=record["step"])
 
 
 def main() -> None:

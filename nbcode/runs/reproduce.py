@@ -36,12 +36,13 @@ from pathlib import Path
 
 import torch
 
+from nbcode.book.committed import read_committed
 from nbcode.data.datasets import DataMissingError, dataset_name, ensure_downloaded
 from nbcode.gan_recipe import GAN_RECIPES
 from nbcode.metrics.evaluation import evaluate_gan
-from nbcode.runs.cache import check_record, git_commit, parse_record, write_json
+from nbcode.runs.cache import git_commit, write_json
 from nbcode.runs.classifier import train_classifier
-from nbcode.runs.gan import export_generator, final_grid, is_trained, run_folder, train_gan
+from nbcode.runs.gan import export_generator, final_grid, is_finished, run_folder, train_gan
 from nbcode.runs.profiles import PROFILES, Profile, get_profile, pick_device
 
 CLASSIFIER_RUNS = {"classifier paper x1": ("paper", 1, "dsresnet"),
@@ -124,10 +125,10 @@ def _exported_gan(folder: Path | None, stage: str, profile: Profile, dataset: st
     lines = json.loads((folder / "manifest.json").read_text())["stages"]
     if not any(line["stage"] == stage and line["run"] == run.name for line in lines):
         return None
-    if is_trained(GAN_RUNS[stage], profile, dataset=dataset, runs_dir=runs_dir):
+    if is_finished(run, profile):
         return None  # the run folder is here: its record and checkpoint are the originals
-    record, generator = parse_record(folder / "records" / f"{run.name}.json"), folder / "generators" / f"{run.name}.pt"
-    check_record(record, folder / "records" / f"{run.name}.json")
+    record = read_committed(folder / "records" / record_file("gan", run.name))
+    generator = folder / "generators" / f"{run.name}.pt"
     if not generator.exists():
         raise FileNotFoundError(f"{generator} is missing, so {stage!r} of {folder} cannot be evaluated without "
                                 f"training it again: restore the file, or run {stage!r} (it is then exported anew)")
@@ -239,18 +240,23 @@ def _carry_earlier_stages(folder: Path, partial: Path, source: dict, exported: s
     earlier = json.loads((folder / "manifest.json").read_text())
     carried = [line for line in earlier["stages"] if line["stage"] not in exported]
     for line in carried:
-        name = f"evaluation-{line['run']}" if line["kind"] == "evaluation" else line["run"]
-        record = parse_record(folder / "records" / f"{name}.json")
+        record = read_committed(folder / "records" / record_file(line["kind"], line["run"]))
         if record.get("data_source", source) != source:
             raise ValueError(f"{folder} holds {line['stage']!r} made of other data ({record['data_source']}) than "
                              f"this export ({source}). Move that export away to write this one.")
-        files = [Path("records") / f"{name}.json"]
+        files = [Path("records") / record_file(line["kind"], line["run"])]
         if line["kind"] == "gan":
-            files += [Path("grids") / f"{name}.png", Path("generators") / f"{name}.pt"]
+            files += [Path("grids") / f"{line['run']}.png", Path("generators") / f"{line['run']}.pt"]
         for file in files:
             (partial / file).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(folder / file, partial / file)
     return [{"commit": earlier["commit"], "exported": earlier["exported"]} | line for line in carried]
+
+
+def record_file(kind: str, run: str) -> str:
+    """The file name of a record in an export's records/: the run's name, "evaluation-" before it
+    for the evaluation of a GAN run (which shares the run's name)."""
+    return f"evaluation-{run}.json" if kind == "evaluation" else f"{run}.json"
 
 
 def _export_stage(stage: Stage, folder: Path, runs_dir: str | Path | None) -> dict:
@@ -262,8 +268,7 @@ def _export_stage(stage: Stage, folder: Path, runs_dir: str | Path | None) -> di
         (folder / "grids").mkdir(parents=True, exist_ok=True)
         shutil.copy(final_grid(stage.record, runs_dir), folder / "grids" / f"{record['run']}.png")
         export_generator(stage.record, folder / "generators" / f"{record['run']}.pt", runs_dir)
-    name = f"evaluation-{record['run']}" if record["kind"] == "evaluation" else record["run"]
-    write_json(folder / "records" / f"{name}.json", record)
+    write_json(folder / "records" / record_file(record["kind"], record["run"]), record)
     return {"stage": stage.name, "run": record["run"], "kind": record["kind"],
             "seconds_this_call": round(stage.seconds, 1), "train_seconds": record.get("train_seconds")}
 
