@@ -14,6 +14,8 @@ import torch
 from test_robustness import write_fake_cifar10
 
 import nbcode.runs.cache
+import nbcode.runs.classifier
+import nbcode.runs.scaffold
 from nbcode.book.build import source_key
 from nbcode.data.datasets import (
     DataChangedError,
@@ -243,6 +245,27 @@ def test_the_book_executes_again_once_the_data_appears(tmp_path, monkeypatch):
 def test_a_resumed_run_records_the_train_loss_of_an_uninterrupted_one(tmp_path):
     straight = classifier(tmp_path / "a")
     classifier(tmp_path / "b", stop_after=2)  # inside the first evaluation window
+    resumed = classifier(tmp_path / "b")
+    assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
+
+
+def test_a_run_killed_between_evaluations_resumes_from_its_timed_checkpoint(tmp_path, monkeypatch):
+    straight = classifier(tmp_path / "a")
+    monkeypatch.setattr(nbcode.runs.scaffold, "SAVE_SECONDS", 0.0)  # every step is ten minutes late
+    step = nbcode.runs.classifier.classifier_step
+    calls = iter(range(100))
+
+    def killed_at_the_third(*args, **kwargs):
+        if next(calls) == 2:
+            raise KeyboardInterrupt
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(nbcode.runs.classifier, "classifier_step", killed_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        classifier(tmp_path / "b")  # its first evaluation is after step 4
+    (checkpoint,) = (tmp_path / "b").glob("classifier/*/checkpoint.pt")
+    assert torch.load(checkpoint, weights_only=True)["step"] == 2
+    monkeypatch.setattr(nbcode.runs.classifier, "classifier_step", step)
     resumed = classifier(tmp_path / "b")
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in straight["history"]]
 

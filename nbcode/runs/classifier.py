@@ -13,7 +13,8 @@ runs them, on the paper's DS-ResNet or on chapter 8's MobileNetV2 (`NETWORKS`). 
 its own folder under the runs root ($NBCODE_RUNS, default ~/.cache/nbcode/runs), named by what
 produced it: network, recipe, width, dataset, profile, steps x batch
 and seed, then a short hash of every setting and of the data actually loaded (`run_name`). The
-folder's bookkeeping (lock, checkpoint at every evaluation, record) is nbcode.runs.scaffold.
+folder's bookkeeping (lock, checkpoint at every evaluation and after every ten minutes of
+training, record) is nbcode.runs.scaffold.
 Batches and augmentation are drawn from (seed, step) alone, so a run resumed from a checkpoint
 ends with exactly the weights of an uninterrupted one.
 """

@@ -8,7 +8,8 @@ Headless:  python -m nbcode.runs.gan --profile paper --loss aw [--recipe improve
 The settings and the D and G updates are the paper's layer (nbcode.gan_recipe); this module runs
 them. Like the classifier's, a run lives in a folder under the runs root named by what produced it
 (a readable part and a hash of every setting and of the data actually loaded), locked while it
-trains, checkpointed ten times per run (nbcode.runs.scaffold); a resumed run continues exactly.
+trains, checkpointed ten times per run and after every ten minutes of training
+(nbcode.runs.scaffold); a resumed run continues exactly.
 A non-finite loss stops training with a clear message, and the last good checkpoint stays on
 disk. Sample grids from fixed noise and labels are saved as PNG.
 """

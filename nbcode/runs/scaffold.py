@@ -42,6 +42,7 @@ from nbcode.runs.cache import (
 
 RECORD = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
+SAVE_SECONDS = 600.0  # also checkpoint after this much training since the last save (s)
 
 
 def finished_record(folder: Path, finished: Callable[[dict], bool]) -> dict | None:
@@ -133,17 +134,20 @@ class TrainingRun:
 
     def steps(self, stop_after: int | None, save_every: int, progress: bool) -> Iterator[int]:
         """Yield the step numbers still to run (up to `stop_after` when given), behind a
-        progress bar (`self.bar`). After every `save_every`-th step, the last step and the
-        `stop_after` step, save a checkpoint and the record."""
+        progress bar (`self.bar`). After every `save_every`-th step, the last step, the
+        `stop_after` step and the first step that ends `SAVE_SECONDS` after the last save, save a
+        checkpoint and the record: a run killed on a slow machine loses at most that much work
+        (every step continues exactly from any checkpoint, as each is a function of its number)."""
         last = self.total if stop_after is None else min(self.total, stop_after)
         started, seconds_before = time.perf_counter(), self.seconds
+        saved = started
         self.bar = tqdm(range(self.done, last), initial=self.done, total=self.total, desc=self.folder.name,
                         disable=not progress)
         for step in self.bar:
             yield step
-            self.done = step + 1
-            if self.done % save_every == 0 or self.done in (self.total, last):
-                self.seconds = seconds_before + time.perf_counter() - started
+            self.done, now = step + 1, time.perf_counter()
+            if self.done % save_every == 0 or self.done in (self.total, last) or now - saved >= SAVE_SECONDS:
+                self.seconds, saved = seconds_before + now - started, now
                 self.save()
         self.bar.close()
 
