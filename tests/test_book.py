@@ -88,6 +88,9 @@ def test_landing_page_sets_the_papers_claims_beside_ours(html):
     assert "| 94,372 | 94,372 |" in intro and "smoke profile" in intro and "not comparable yet" in intro
     results = (html / "results.html").read_text()
     assert "Test accuracy at each evaluation" in results and "FID (real vs real)" in results
+    assert "GAN losses during training" in results
+    pages = (BOOK / "results.md").read_text()  # this build's GAN runs, then the committed export's
+    assert "source0-gan-losses.png" in pages and "source1-gan-losses.png" in pages
     assert "LPIPS to nearest (real)" in results and "{'" not in results
 
 

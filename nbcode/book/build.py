@@ -32,7 +32,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 from nbcode.book import committed
-from nbcode.book.report import accuracy_figure, classifier_table, fid_figure, gan_table, report_card
+from nbcode.book.report import accuracy_figure, classifier_table, fid_figure, gan_loss_figure, gan_table, report_card
 from nbcode.data.datasets import TORCHVISION_CLASSES, DataMissingError, data_root, dataset_name, ensure_downloaded
 from nbcode.runs.cache import CorruptRunFileError, check_record, read_record, runs_root
 from nbcode.runs.profiles import PROFILE_VARIABLE, PROFILES, get_profile
@@ -238,6 +238,10 @@ def results_section(label: str, records: list[dict], name: str) -> str:
         parts += [figure_markdown(accuracy_figure(records, label), f"{name}-accuracy",
                                   "Test accuracy at each evaluation of every finished classifier run."),
                   classifier_table(records) + "\n"]
+    if any(r["kind"] == "gan" and "log" in r for r in records):
+        parts += [figure_markdown(gan_loss_figure(records, label), f"{name}-gan-losses",
+                                  "GAN losses during training: discriminator and generator loss of every "
+                                  "finished GAN run against its iterations (moving average).")]
     if any(r["kind"] == "evaluation" for r in records):
         parts += [figure_markdown(fid_figure(records, label), f"{name}-fid",
                                   "FID and KID of each GAN beside real training images scored against the "

@@ -5,6 +5,7 @@
     report_card(sources)                      # markdown: claim | paper | ours | measured at | status
     classifier_table(records), gan_table(records)
     accuracy_figure(records).savefig(path)    # test accuracy against steps, one line per run
+    gan_loss_figure(records).savefig(path)    # D and G loss against iterations, one line per GAN run
 
 Our figure for a claim comes from the record of the largest budget on record (the paper profile
 on CIFAR-100 first), and is compared with the paper's only when dataset and budget match it:
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 from matplotlib.figure import Figure
 
+from nbcode.book.plots import moving_average, smoothing_window
 from nbcode.book.verdicts import gan_verdict, outcome, recipe_verdict
 from nbcode.cost import count_parameters
 from nbcode.gan import Discriminator, Generator
@@ -288,6 +291,26 @@ def accuracy_figure(records: list[dict], title: str) -> Figure:
                       f"{r['steps']:,} steps")
     ax.set(xlabel="training step", ylabel="test accuracy (%)", title=title)
     ax.legend(fontsize=7)
+    return figure
+
+
+def gan_loss_figure(records: list[dict], title: str) -> Figure:
+    """Discriminator and generator loss against training iterations, one smoothed line per GAN run
+    record with a log (a committed record's log is binned: `log_bin` iterations per value)."""
+    figure = Figure(figsize=(7.5, 3.2), layout="constrained")
+    runs = sorted((r for r in records if r["kind"] == "gan" and "log" in r), key=budget_rank)
+    for i, (key, label) in enumerate((("d_loss", "D loss: L_r + L_f"), ("g_loss", "G loss: -E[D(G(z))]"))):
+        ax = figure.add_subplot(1, 2, i + 1)
+        for r in runs:
+            values, per_value = r["log"][key], r.get("log_bin", 1)
+            smoothed = moving_average(values)
+            iterations = (np.arange(len(smoothed)) + smoothing_window(len(values))) * per_value
+            settings = r["settings"]
+            ax.plot(iterations, smoothed, label=f"{'cond.' if settings['conditional'] else 'uncond.'} "
+                                                f"{settings['loss']}, {settings['name']}, {settings['generator']}")
+        ax.set(xlabel="iteration", title=label)
+        ax.legend(fontsize=6)
+    figure.suptitle(title, fontsize=9)
     return figure
 
 
