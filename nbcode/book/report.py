@@ -13,6 +13,7 @@ otherwise the status says "not comparable yet" and the row says what it was meas
 """
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 
 import numpy as np
@@ -280,6 +281,12 @@ def gan_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def wrapped(title: str) -> str:
+    """A figure title broken into lines that fit a 7.5-inch figure at 9 pt (a source label names
+    its profile, dataset, device, commits and dates, so it can run past one line)."""
+    return textwrap.fill(title, width=100)
+
+
 def accuracy_figure(records: list[dict], title: str) -> Figure:
     """Test accuracy (per cent) against training steps, one line per finished classifier run."""
     figure = Figure(figsize=(7.5, 3.6), layout="constrained")
@@ -289,8 +296,9 @@ def accuracy_figure(records: list[dict], title: str) -> Figure:
         ax.plot(steps, [100 * h["test"] for h in r["history"]], marker=".",
                 label=f"{r['network']} {r['recipe']['name']}, {r['width_factor']}×, seed {r['seed']}, "
                       f"{r['steps']:,} steps")
-    ax.set(xlabel="training step", ylabel="test accuracy (%)", title=title)
+    ax.set(xlabel="training step", ylabel="test accuracy (%)")
     ax.legend(fontsize=7)
+    figure.suptitle(wrapped(title), fontsize=9)
     return figure
 
 
@@ -310,7 +318,7 @@ def gan_loss_figure(records: list[dict], title: str) -> Figure:
                                                 f"{settings['loss']}, {settings['name']}, {settings['generator']}")
         ax.set(xlabel="iteration", title=label)
         ax.legend(fontsize=6)
-    figure.suptitle(title, fontsize=9)
+    figure.suptitle(wrapped(title), fontsize=9)
     return figure
 
 
@@ -330,5 +338,5 @@ def fid_figure(records: list[dict], title: str) -> Figure:
         ax.set_xticks(list(positions), names, fontsize=7)
         ax.set(ylabel=label, title=f"{label} (lower is better)")
         ax.legend(fontsize=7)
-    figure.suptitle(title, fontsize=9)
+    figure.suptitle(wrapped(title), fontsize=9)
     return figure
