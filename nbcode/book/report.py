@@ -4,8 +4,9 @@
     sources = [("this build", records), ("results/paper-cifar10-cpu, cpu (2 threads)", committed)]
     report_card(sources)                      # markdown: claim | paper | ours | measured at | status
     classifier_table(records), gan_table(records)
-    accuracy_figure(records).savefig(path)    # test accuracy against steps, one line per run
-    gan_loss_figure(records).savefig(path)    # D and G loss against iterations, one line per GAN run
+    accuracy_figure(records, title).savefig(path)    # test accuracy against steps, one line per run
+    gan_loss_figure(records, title).savefig(path)    # D and G loss against iterations, one per GAN run
+    fid_figure(records, title).savefig(path)         # FID and KID bars beside their real-vs-real floors
 
 Our figure for a claim comes from the record of the largest budget on record (the paper profile
 on CIFAR-100 first), and is compared with the paper's only when dataset and budget match it:
