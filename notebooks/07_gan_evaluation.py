@@ -335,13 +335,17 @@ for export in exports:
     for gan in (gan for gan in GAN_RUNS if gan not in missing):
         evaluation = stages[f"evaluation {gan[4:]}"]
         fid, floor_fid = evaluation["fid"], evaluation["fid_floor"]
-        print(f"  {gan}: {evaluation['iterations']:,} iterations, FID {fid:.2f} = "
-              f"{fid / floor_fid:.2f}x the floor {floor_fid:.2f} at {evaluation['n_generated']:,} "
-              f"vs {evaluation['n_reference']:,} test images")
+        print(f"  {gan}: {evaluation['iterations']:,} iterations in {stages[gan]['precision']}, "
+              f"FID {fid:.2f} = {fid / floor_fid:.2f}x the floor {floor_fid:.2f} at "
+              f"{evaluation['n_generated']:,} vs {evaluation['n_reference']:,} test images")
     for question, (first, second) in paper_comparisons.items():
         pair = [stages.get(f"evaluation {name}") for name in (first, second)]
         if None not in pair:
             print(f"  {question}: {gan_verdict(*pair, (first, second))}")
+            precisions = [stages[f"gan {name}"]["precision"] for name in (first, second)]
+            if precisions[0] != precisions[1]:
+                print(f"    (trained in {precisions[0]} vs {precisions[1]}, as each run's machine "
+                      "chose: the gap mixes their settings with their precisions)")
 if not exports:
     print("no paper-profile export is committed under results/ yet")
 
