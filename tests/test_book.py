@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from nbcode.book.build import BOOK, NotebookFailed, build, execute_notebooks, source_key, write_pages
-from nbcode.book.report import recipe_cells
+from nbcode.book.report import gan_table, measured_at, recipe_cells, with_training_precision
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -214,18 +214,35 @@ def test_a_claim_from_two_budgets_gives_each_number_its_own_floor_and_label():
     def evaluation(recipe, profile, n, fid, floor):
         return {"kind": "evaluation", "recipe": recipe, "dataset": "cifar10", "profile": profile,
                 "iterations": 50_000 if profile == "paper" else 6_000, "n_generated": n, "n_reference": n,
-                "fid": fid, "fid_floor": floor}
+                "fid": fid, "fid_floor": floor, "precision": "fp32"}
 
     found = [(evaluation("paper", "paper", 10_000, 30.5, 3.1), "results/paper-cifar10-cpu"),
              (evaluation("improved", "quick", 500, 108.25, 76.06), "this build")]
     ours, where = recipe_cells(found, lambda r: f"{r['fid']:.2f}", lambda r: f"real vs real: {r['fid_floor']:.2f}")
     assert ours == "paper recipe 30.50 (real vs real: 3.10); improved recipe 108.25 (real vs real: 76.06)"
     assert where.startswith("paper recipe: cifar10, paper profile, 50,000 iterations, 10,000 vs 10,000")
-    assert "; improved recipe: cifar10, quick profile, 6,000 iterations, 500 vs 500 images (this build)" in where
+    assert "; improved recipe: cifar10, quick profile, 6,000 iterations, 500 vs 500 images, fp32 (this build)" in where
     same = [found[1], (evaluation("paper", "quick", 500, 136.95, 76.06), "this build")]
     ours, where = recipe_cells(same, lambda r: f"{r['fid']:.2f}", lambda r: f"real vs real: {r['fid_floor']:.2f}")
     assert ours == "improved recipe 108.25; paper recipe 136.95 (real vs real: 76.06)"
-    assert where == "cifar10, quick profile, 6,000 iterations, 500 vs 500 images (this build)"
+    assert where == "cifar10, quick profile, 6,000 iterations, 500 vs 500 images, fp32 (this build)"
+
+
+def test_an_evaluation_is_labelled_with_the_precision_its_gan_was_trained_at():
+    scored = {"kind": "evaluation", "run": "gan-a", "recipe": "paper", "dataset": "cifar10", "profile": "paper",
+              "iterations": 50_000, "n_generated": 10_000, "n_reference": 10_000, "fid": 28.7, "fid_floor": 5.1,
+              "conditional": True, "loss": "aw", "generator": "table1", "kid_mean": 0.018, "kid_std": 0.001,
+              "kid_floor": 0.0, "lpips_mean": 0.143, "lpips_real_mean": 0.136}
+    orphan = scored | {"run": "gan-b", "recipe": "improved", "fid": 24.3}
+    records = with_training_precision([{"kind": "gan", "run": "gan-a", "precision": "fp32"}, scored, orphan])
+    assert records[1]["precision"] == "fp32" and "precision" not in scored  # a copy: the record read is kept
+    assert measured_at(records[1], "results/x") == ("cifar10, paper profile, 50,000 iterations, "
+                                                    "10,000 vs 10,000 images, fp32 (results/x)")
+    assert measured_at(records[2], "results/x").endswith("images, precision not on record (results/x)")
+    ours, where = recipe_cells([(records[1], "results/x"), (records[2], "results/x")], lambda r: f"{r['fid']:.1f}")
+    assert ours == "paper recipe 28.7; improved recipe 24.3"
+    assert where.startswith("paper recipe: ") and "fp32 (results/x); improved recipe: " in where
+    assert "| 28.70 (5.10) |" in gan_table(records) and "fp32 |" in gan_table(records)
 
 
 def test_a_new_export_re_executes_only_the_chapters_that_read_results(tmp_path, monkeypatch):

@@ -32,7 +32,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
 from nbcode.book import committed
-from nbcode.book.report import accuracy_figure, classifier_table, fid_figure, gan_loss_figure, gan_table, report_card
+from nbcode.book.report import (accuracy_figure, classifier_table, fid_figure, gan_loss_figure, gan_table,
+                                report_card, with_training_precision)
 from nbcode.data.datasets import TORCHVISION_CLASSES, DataMissingError, data_root, dataset_name, ensure_downloaded
 from nbcode.runs.cache import CorruptRunFileError, check_record, read_record, runs_root
 from nbcode.runs.profiles import PROFILE_VARIABLE, PROFILES, get_profile
@@ -267,7 +268,8 @@ def write_pages(profile: str) -> None:
     (tables and plots of every run), from the records of `profile` under the runs root (this
     build) and the committed exports of results/, each labelled."""
     local, exports = load_records(profile), committed.load_committed()
-    sources = [("this build", local)] + [(f"results/{folder}", records) for folder, _, records in exports]
+    sources = [("this build", with_training_precision(local))]
+    sources += [(f"results/{folder}", with_training_precision(records)) for folder, _, records in exports]
     headings = [f"This build ({profile} profile, this machine)"]
     headings += [committed.committed_label(manifest) for _, manifest, _ in exports]
     empty = "" if local else "\n_No finished runs at this profile were found under the runs root._\n"

@@ -38,15 +38,30 @@ def budget_rank(record: dict) -> tuple:
     return record.get("profile") == "paper", record.get("dataset") == PAPER_DATASET, size
 
 
+def with_training_precision(records: list[dict]) -> list[dict]:
+    """`records`, each evaluation and GAN-test record given the `precision` ("fp32", "bf16") its GAN
+    was trained at, copied from that GAN's run record among `records` (they are written without
+    it); one whose GAN is not among them is left as it is, and shown as "precision not on record"."""
+    trained = {r["run"]: r["precision"] for r in records if r["kind"] == "gan" and "precision" in r}
+    return [r | {"precision": trained[r["run"]]} if r["kind"] in ("evaluation", "gan-test") and r["run"] in trained
+            else r for r in records]
+
+
+def precision_of(record: dict) -> str:
+    """The precision a record's network was trained at, as `with_training_precision` left it."""
+    return record.get("precision", "precision not on record")
+
+
 def measured_at(record: dict, source: str) -> str:
-    """Where a record's number comes from: dataset, profile, budget and sample counts, and source."""
+    """Where a record's number comes from: dataset, profile, budget and sample counts, the training
+    precision, and source."""
     if record["kind"] == "classifier":
         budget = f"{record['steps']:,} × {record['batch']} steps, {record['recipe']['name']} recipe"
     elif record["kind"] == "gan-test":
         budget = f"{record['iterations']:,} iterations, {record['n_generated']:,} generated images"
     else:
         budget = f"{record['iterations']:,} iterations, {record['n_generated']:,} vs {record['n_reference']:,} images"
-    return f"{record['dataset']}, {record['profile']} profile, {budget} ({source})"
+    return f"{record['dataset']}, {record['profile']} profile, {budget}, {precision_of(record)} ({source})"
 
 
 def comparable(record: dict) -> bool:
@@ -278,7 +293,8 @@ def gan_table(records: list[dict]) -> str:
                      f"{r['fid']:.2f} ({r['fid_floor']:.2f}) | "
                      f"{1000 * r['kid_mean']:.2f} ± {1000 * r['kid_std']:.2f} ({1000 * r['kid_floor']:.2f}) | "
                      f"{r['lpips_mean']:.3f} ({r['lpips_real_mean']:.3f}) | {r['dataset']}, {r['profile']}, "
-                     f"{r['iterations']:,} iterations, {r['n_generated']:,} vs {r['n_reference']:,} images |")
+                     f"{r['iterations']:,} iterations, {r['n_generated']:,} vs {r['n_reference']:,} images, "
+                     f"{precision_of(r)} |")
     return "\n".join(lines)
 
 
