@@ -2,6 +2,7 @@
 
 The page-reading test needs a Chromium (the `chromium` fixture of conftest.py: skipped without one,
 except under CI, where .ci/run installs Debian's)."""
+import json
 import os
 import re
 import signal
@@ -15,7 +16,7 @@ import jupytext
 import pytest
 from playwright.sync_api import sync_playwright
 
-from nbcode.book.build import BOOK, NotebookFailed, build, execute_notebooks, source_key, write_pages
+from nbcode.book.build import BOOK, NotebookFailed, build, committed_grids, execute_notebooks, source_key, write_pages
 from nbcode.book.report import gan_table, measured_at, recipe_cells, with_training_precision
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -226,6 +227,18 @@ def test_a_claim_from_two_budgets_gives_each_number_its_own_floor_and_label():
     ours, where = recipe_cells(same, lambda r: f"{r['fid']:.2f}", lambda r: f"real vs real: {r['fid_floor']:.2f}")
     assert ours == "improved recipe 108.25; paper recipe 136.95 (real vs real: 76.06)"
     assert where == "cifar10, quick profile, 6,000 iterations, 500 vs 500 images, fp32 (this build)"
+
+
+def test_each_committed_grid_says_whether_its_rows_are_classes(tmp_path, monkeypatch):
+    monkeypatch.setattr("nbcode.book.build.BOOK", tmp_path)
+    monkeypatch.setattr("nbcode.book.build.GENERATED", tmp_path / "_generated")
+    captions = {line.split("**")[1]: line for line in committed_grids().splitlines() if line.startswith("**")}
+    records = [json.loads(path.read_text()) for path in BOOK.parent.glob("results/*/records/gan-*.json")]
+    assert {r["run"] for r in records} == set(captions)
+    for r in records:
+        layout = "one class per row" if r["settings"]["conditional"] else "unconditional, no class asked"
+        assert captions[r["run"]].endswith(layout), captions[r["run"]]
+    assert any(not r["settings"]["conditional"] for r in records)  # the unconditional paper run is committed
 
 
 def test_an_evaluation_is_labelled_with_the_precision_its_gan_was_trained_at():

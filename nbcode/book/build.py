@@ -252,14 +252,17 @@ def results_section(label: str, records: list[dict], name: str) -> str:
 
 
 def committed_grids() -> str:
-    """Markdown showing the final sample grid of every committed GAN run, copied into the book."""
+    """Markdown showing the final sample grid of every committed GAN run, copied into the book, with
+    its layout read off the run's record (one class per row, or no class asked)."""
     lines = []
     for grid in sorted(committed.RESULTS.glob("*/grids/*.png")):
         target = GENERATED / "results" / grid.parent.parent.name / grid.name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(grid, target)
+        record = committed.read_committed(grid.parent.parent / "records" / f"{grid.stem}.json")
+        layout = "one class per row" if record["grid_labels"] is not None else "unconditional, no class asked"
         lines.append(f"**{grid.stem}** ({grid.parent.parent.name}): final samples of the averaged generator, "
-                     f"one class per row\n\n![{grid.stem}]({target.relative_to(BOOK).as_posix()})\n")
+                     f"{layout}\n\n![{grid.stem}]({target.relative_to(BOOK).as_posix()})\n")
     return "\n".join(lines)
 
 
