@@ -29,6 +29,7 @@ import torch
 from nbcode.book.committed import committed_stages
 from nbcode.book.display import print_warnings_as_notes, show_source
 from nbcode.book.plots import image_grid
+from nbcode.book.report import precision_of
 from nbcode.book.verdicts import copying_verdict, gan_verdict, recognisability_verdict
 from nbcode.data.datasets import load_run_split
 from nbcode.gan import LATENT, to_uint8
@@ -332,19 +333,17 @@ for export in exports:
     if missing:
         print("  not evaluated in this export yet: " + ", ".join(
             f"{gan} ({'trained' if gan in stages else 'not trained'})" for gan in missing))
-    precision = {gan: stages[gan]["precision"] for gan in GAN_RUNS if gan in stages}
     for gan in (gan for gan in GAN_RUNS if gan not in missing):
         evaluation = stages[f"evaluation {gan[4:]}"]
         fid, floor_fid = evaluation["fid"], evaluation["fid_floor"]
-        print(f"  {gan}: {evaluation['iterations']:,} iterations in "
-              f"{precision.get(gan, 'a precision not exported')}, "
+        print(f"  {gan}: {evaluation['iterations']:,} iterations in {precision_of(evaluation)}, "
               f"FID {fid:.2f} = {fid / floor_fid:.2f}x the floor {floor_fid:.2f} at "
               f"{evaluation['n_generated']:,} vs {evaluation['n_reference']:,} test images")
     for question, (first, second) in paper_comparisons.items():
         pair = [stages.get(f"evaluation {name}") for name in (first, second)]
         if None not in pair:
             print(f"  {question}: {gan_verdict(*pair, (first, second))}")
-            trained = [precision.get(f"gan {name}") for name in (first, second)]
+            trained = [scored.get("precision") for scored in pair]
             if None not in trained and trained[0] != trained[1]:
                 print(f"    (trained in {trained[0]} vs {trained[1]}, as each run's machine "
                       "chose: the gap mixes their settings with their precisions)")

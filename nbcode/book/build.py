@@ -272,7 +272,7 @@ def write_pages(profile: str) -> None:
     build) and the committed exports of results/, each labelled."""
     local, exports = load_records(profile), committed.load_committed()
     sources = [("this build", with_training_precision(local))]
-    sources += [(f"results/{folder}", with_training_precision(records)) for folder, _, records in exports]
+    sources += [(f"results/{folder}", records) for folder, _, records in exports]
     headings = [f"This build ({profile} profile, this machine)"]
     headings += [committed.committed_label(manifest) for _, manifest, _ in exports]
     empty = "" if local else "\n_No finished runs at this profile were found under the runs root._\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from nbcode.book.report import with_training_precision
 from nbcode.runs.cache import CorruptRunFileError, check_record, parse_record
 from nbcode.runs.gan import load_trained_generator
 
@@ -31,7 +32,8 @@ def read_committed(path: Path) -> dict:
 
 
 def load_committed() -> list[tuple[str, dict, list[dict]]]:
-    """(folder name, manifest, records) per export folder of results/, in name order.
+    """(folder name, manifest, records) per export folder of results/, in name order; evaluation
+    records carry their GAN's training precision (`with_training_precision`).
 
     Raises:
         FileNotFoundError: a folder has no manifest.json (an incomplete export).
@@ -43,6 +45,7 @@ def load_committed() -> list[tuple[str, dict, list[dict]]]:
             raise FileNotFoundError(f"{folder} has no manifest.json: it is not a complete export. Export it again "
                                     f"(python -m nbcode.runs.reproduce ... --export {RESULTS.name}) or remove it.")
         records = [read_committed(path) for path in sorted((folder / "records").glob("*.json"))]
+        records = with_training_precision(records)
         committed.append((folder.name, json.loads((folder / "manifest.json").read_text()), records))
     return committed
 
