@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+import nbcode.classifier_recipe
 from nbcode.book.verdicts import recipe_verdict
 from nbcode.classifier_recipe import get_recipe
 from nbcode.data.datasets import load_for_profile
@@ -33,13 +34,19 @@ def test_smoke_training_beats_chance_clearly_on_synthetic_data(tmp_path):
     assert record["final"]["validation"]["evals"] == 1  # the last quarter of 2 evaluations
 
 
-def test_resumed_run_ends_with_identical_weights(tmp_path):
+def test_resumed_run_ends_with_identical_weights_also_when_its_folder_was_carried_elsewhere(tmp_path, monkeypatch):
     straight = train_classifier("improved", TINY, dataset="synthetic", runs_dir=tmp_path / "a", progress=False)
     partial = train_classifier("improved", TINY, dataset="synthetic", runs_dir=tmp_path / "b", progress=False,
                                stop_after=6)
     assert partial["step"] == 6 and "final" not in partial
-    resumed = train_classifier("improved", TINY, dataset="synthetic", runs_dir=tmp_path / "b", progress=False)
-    a, b = checkpoint_of(tmp_path / "a", straight), checkpoint_of(tmp_path / "b", resumed)
+    # the README's way to carry an unfinished stage to another machine: copy its run folder alone
+    shutil.copytree(tmp_path / "b" / "classifier" / partial["run"], tmp_path / "c" / "classifier" / partial["run"])
+    trained = []
+    monkeypatch.setattr("nbcode.runs.classifier.classifier_step",
+                        lambda *args: trained.append(1) or nbcode.classifier_recipe.classifier_step(*args))
+    resumed = train_classifier("improved", TINY, dataset="synthetic", runs_dir=tmp_path / "c", progress=False)
+    assert len(trained) == 12 - 6  # it went on from the carried checkpoint, not from step 0
+    a, b = checkpoint_of(tmp_path / "a", straight), checkpoint_of(tmp_path / "c", resumed)
     assert a["step"] == b["step"] == 12
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
@@ -96,16 +103,19 @@ def test_command_line_trains_headless(tmp_path):
 
 
 def test_the_recipe_verdict_follows_the_numbers():
-    def record(mean, std, evals=3, n=1000, seed=0):
+    def record(mean, std, evals=3, n=1000, seed=0, network="dsresnet"):
         return {"final": {"validation": {"mean": mean, "std": std, "evals": evals}}, "eval_images": {"validation": n},
                 "recipe": {"name": "r"}, "width_factor": 1, "dataset": "d", "profile": "p", "steps": 10, "batch": 2,
-                "seed": seed}
+                "seed": seed, "network": network}
     assert recipe_verdict(record(0.50, 0.005), record(0.60, 0.005)).text.endswith("better at this budget.")
     assert recipe_verdict(record(0.60, 0.005), record(0.50, 0.005)).text.endswith("worse at this budget.")
     assert recipe_verdict(record(0.50, 0.005), record(0.51, 0.005)).text.endswith("inconclusive at this budget.")
     # one evaluation (std 0) on 100 images: the sampling error alone makes 4 points inconclusive
     assert "+4.0 points" in recipe_verdict(record(0.50, 0.0, 1, 100), record(0.54, 0.0, 1, 100)).text
     assert recipe_verdict(record(0.5, 0.0), record(0.5, 0.0, seed=1)).text.startswith("r x1 seed 1 - r x1 seed 0 =")
+    # two networks at one recipe and width are told apart by name, not left as "r x1 - r x1"
+    assert recipe_verdict(record(0.5, 0.0), record(0.5, 0.0, network="mobilenetv2")).text.startswith(
+        "mobilenetv2 r x1 - dsresnet r x1 =")
     assert recipe_verdict(record(0.50, 0.0, 1, 100), record(0.54, 0.0, 1, 100)).text.endswith("inconclusive at this budget.")
 
 

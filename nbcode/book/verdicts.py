@@ -74,6 +74,7 @@ def validation_and_variance(record: dict) -> tuple[float, float]:
 
 def recipe_verdict(baseline: dict, other: dict) -> Verdict:
     """One sentence: other - baseline validation accuracy in points, with its spread, and the verdict.
+    Each run is named by its recipe and width, and by its network and seed where the two differ.
 
     The spread combines, for both runs, the std over the last evaluations (the last quarter, at
     least one; with a single one that term is 0) and the sampling error of an accuracy p measured
@@ -83,8 +84,9 @@ def recipe_verdict(baseline: dict, other: dict) -> Verdict:
     (a, var_a), (b, var_b) = validation_and_variance(baseline), validation_and_variance(other)
     difference, spread = 100 * (b - a), 100 * (var_a + var_b) ** 0.5
     def label(record: dict) -> str:
+        network = f"{record['network']} " if baseline["network"] != other["network"] else ""
         seed = f" seed {record['seed']}" if baseline["seed"] != other["seed"] else ""
-        return f"{record['recipe']['name']} x{record['width_factor']}{seed}"
+        return f"{network}{record['recipe']['name']} x{record['width_factor']}{seed}"
 
     name, evals = f"{label(other)} - {label(baseline)}", other["final"]["validation"]["evals"]
     last = "the last evaluation" if evals == 1 else f"the last {evals} evaluations"
