@@ -20,7 +20,7 @@ from nbcode.metrics.fid import fid_kid, sample_images
 from nbcode.metrics.nearest import NearestLPIPS, lpips_record
 from nbcode.metrics.inception import InceptionWeightsUnavailable
 from nbcode.resnet import DSResNet
-from nbcode.runs.cache import CorruptRunFileError, load_checkpoint, save_checkpoint, write_json
+from nbcode.runs.cache import CorruptRunFileError, git_commit, load_checkpoint, save_checkpoint, write_json
 from nbcode.runs.classifier import train_classifier
 from nbcode.runs.gan import train_gan
 from nbcode.runs.profiles import get_profile
@@ -278,3 +278,13 @@ def test_too_few_images_give_an_error_not_a_nan_statistic():
     with pytest.raises(ValueError, match="at least 2 generated images"):
         lpips_record(one, two, 10)
     assert lpips_record(two, two, 10)["lpips_std"] > 0
+
+
+def test_a_long_run_names_the_commit_it_started_from_not_one_made_while_it_ran(monkeypatch):
+    heads = iter(["aaaaaaa\n", "bbbbbbb\n"])  # HEAD moves on while the process runs
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: subprocess.CompletedProcess(args, 0, next(heads)))
+    git_commit.cache_clear()
+    try:
+        assert git_commit() == "aaaaaaa" and git_commit() == "aaaaaaa"
+    finally:
+        git_commit.cache_clear()  # the other tests ask git again

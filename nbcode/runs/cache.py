@@ -16,6 +16,7 @@ checked when read (`check_record`): finite numbers and the keys their readers ne
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import math
@@ -253,8 +254,11 @@ def run_lock(folder: Path) -> Iterator[None]:
         lock.release()
 
 
+@functools.cache
 def git_commit() -> str:
-    """The commit of the code that produced a result ("unknown" outside a git checkout)."""
+    """The commit of the code that produced a result ("unknown" outside a git checkout): HEAD
+    when this process first asks, kept for its lifetime, so a record written hours into a long
+    run names the code the process is running, not a commit made since."""
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
