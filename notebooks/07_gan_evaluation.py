@@ -359,21 +359,10 @@ if not exports:
 # %%
 paper_noise = torch.randn(12 * 10, LATENT, generator=torch.Generator().manual_seed(2))
 for export in exports:
-    drawable = [gan for gan in ("gan conditional aw", "gan conditional aw improved",
-                                "gan unconditional aw") if gan in export.stages]
-    for gan in drawable:
-        record = export.stages[gan]
-        conditional = record["settings"]["conditional"]
-        shown = torch.arange(min(10, len(record["classes"])))
-        noise, labels = paper_noise[:12 * len(shown)], shown.repeat_interleave(12)
-        with torch.no_grad():
-            rows = to_uint8(export.generator(gan)(noise, labels if conditional else None))
-        captions = ([record["classes"][c][:12] if i == 0 else ""
-                     for c in shown.tolist() for i in range(12)] if conditional else None)
-        image_grid(rows, captions, ncols=12, size=0.95, title_loc="left",
-                   title=f"{gan}: {record['iterations']:,} iterations x {record['batch']}, "
-                         f"{record['dataset']}, {record['profile']} profile ({export.folder.name})")
-        plt.show()
+    for gan in ("gan conditional aw", "gan conditional aw improved", "gan unconditional aw"):
+        if gan in export.stages:
+            export.sample_grid(gan, paper_noise)
+            plt.show()
 
 # %% [markdown]
 # ## Summary

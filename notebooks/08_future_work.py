@@ -36,7 +36,6 @@ import torch
 
 from nbcode.book.committed import committed_stages
 from nbcode.book.display import print_warnings_as_notes, show_source
-from nbcode.book.plots import image_grid
 from nbcode.book.report import precision_of
 from nbcode.book.verdicts import (
     gan_verdict,
@@ -48,7 +47,7 @@ from nbcode.book.verdicts import (
 )
 from nbcode.cost import count_parameters, counted_macs
 from nbcode.data.datasets import load_run_split
-from nbcode.gan import LATENT, Discriminator, Generator, to_uint8
+from nbcode.gan import LATENT, Discriminator, Generator
 from nbcode.gan_recipe import GAN_RECIPES
 from nbcode.metrics.evaluation import score_on_training_images
 from nbcode.metrics.recognisability import per_class_accuracy, samples_per_class
@@ -293,17 +292,10 @@ if not exports:
 # %%
 paper_noise = torch.randn(12 * 10, LATENT, generator=torch.Generator().manual_seed(2))
 for export in exports:
-    for gan in (gan for gan in ("gan conditional aw improved", "gan sle conditional aw improved")
-                if gan in export.stages):
-        record = export.stages[gan]
-        shown = torch.arange(min(10, len(record["classes"])))
-        with torch.no_grad():
-            rows = to_uint8(export.generator(gan)(paper_noise[:12 * len(shown)], shown.repeat_interleave(12)))
-        image_grid(rows, [record["classes"][c][:12] if i == 0 else "" for c in shown.tolist() for i in range(12)],
-                   ncols=12, size=0.95, title_loc="left",
-                   title=f"{gan}: {record['iterations']:,} iterations x {record['batch']}, "
-                         f"{record['dataset']}, {record['profile']} profile ({export.folder.name})")
-        plt.show()
+    for gan in ("gan conditional aw improved", "gan sle conditional aw improved"):
+        if gan in export.stages:
+            export.sample_grid(gan, paper_noise)
+            plt.show()
 
 # %% [markdown]
 # ## Summary

@@ -13,11 +13,15 @@ import time
 from pathlib import Path
 
 import jupytext
+import matplotlib.pyplot as plt
 import pytest
+import torch
 from playwright.sync_api import sync_playwright
 
 from nbcode.book.build import BOOK, NotebookFailed, build, committed_grids, execute_notebooks, source_key, write_pages
+from nbcode.book.committed import committed_stages
 from nbcode.book.report import gan_table, measured_at, recipe_cells, with_training_precision
+from nbcode.gan import LATENT
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -239,6 +243,22 @@ def test_each_committed_grid_says_whether_its_rows_are_classes(tmp_path, monkeyp
         layout = "one class per row" if r["settings"]["conditional"] else "unconditional, no class asked"
         assert captions[r["run"]].endswith(layout), captions[r["run"]]
     assert any(not r["settings"]["conditional"] for r in records)  # the unconditional paper run is committed
+
+
+def test_each_committed_generator_draws_one_class_per_row_or_no_class():
+    [export] = committed_stages("paper")
+    gans = [stage for stage, record in export.stages.items() if record["kind"] == "gan"]
+    assert len(gans) >= 4  # the paper, improved, unconditional and hinge runs are committed
+    for stage in gans:
+        record = export.stages[stage]
+        fig = export.sample_grid(stage, torch.randn(12 * 3, LATENT, generator=torch.Generator().manual_seed(0)))
+        captions = [ax.get_title(loc="left") for ax in fig.axes]
+        assert len(captions) == 36 and fig.texts[0].get_text().startswith(f"{stage}: 50,000 iterations x 64")
+        if record["settings"]["conditional"]:  # each row opens with its class's name, first three classes
+            assert captions[::12] == [name[:12] for name in record["classes"][:3]] and not any(captions[1:12])
+        else:
+            assert not any(captions)
+        plt.close(fig)
 
 
 def test_an_evaluation_is_labelled_with_the_precision_its_gan_was_trained_at():

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from matplotlib.figure import Figure
 
+from nbcode.book.plots import image_grid
 from nbcode.book.report import with_training_precision
 from nbcode.runs.cache import CorruptRunFileError, check_record, parse_record
+from nbcode.gan import to_uint8
 from nbcode.runs.gan import load_trained_generator
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"  # one folder per export: <profile>-<dataset>-<device>
@@ -77,6 +80,22 @@ class CommittedExport:
         generators/<run>.pt (checked to be of that run and step)."""
         record = self.stages[stage]
         return load_trained_generator(record, checkpoint=self.folder / "generators" / f"{record['run']}.pt")
+
+    def sample_grid(self, stage: str, noise: torch.Tensor) -> Figure:
+        """Samples of GAN stage `stage` from `noise` (N, LATENT), twelve to a row, not picked: for a
+        conditional GAN one class per row (the first N // 12 classes), captioned with its name; for
+        an unconditional one the same noise with no class asked. Titled with the run's budget."""
+        record = self.stages[stage]
+        conditional = record["settings"]["conditional"]
+        shown = torch.arange(min(len(noise) // 12, len(record["classes"])))
+        labels = shown.repeat_interleave(12)
+        with torch.no_grad():
+            images = to_uint8(self.generator(stage)(noise[:len(labels)], labels if conditional else None))
+        captions = ([record["classes"][c][:12] if i == 0 else "" for c in shown.tolist() for i in range(12)]
+                    if conditional else None)
+        return image_grid(images, captions, ncols=12, size=0.95, title_loc="left",
+                          title=f"{stage}: {record['iterations']:,} iterations x {record['batch']}, "
+                                f"{record['dataset']}, {record['profile']} profile ({self.folder.name})")
 
 
 def committed_stages(profile: str) -> list[CommittedExport]:
