@@ -12,8 +12,8 @@ from matplotlib.figure import Figure
 
 from nbcode.book.plots import image_grid
 from nbcode.book.report import with_training_precision
-from nbcode.runs.cache import CorruptRunFileError, check_record, parse_record
 from nbcode.gan import to_uint8
+from nbcode.runs.cache import CorruptRunFileError, check_record, parse_record
 from nbcode.runs.gan import load_trained_generator
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"  # one folder per export: <profile>-<dataset>-<device>
