@@ -260,7 +260,8 @@ for name, runs in gan_runs.items():
 # finished when its export was made is named as missing.
 
 # %%
-paper_pairs = {"MobileNetV2 against the DS-ResNet": ("classifier improved x1", "classifier mobilenetv2 improved x1"),
+paper_pairs = {"MobileNetV2 against the DS-ResNet": ("classifier improved x1",
+                                                     "classifier mobilenetv2 improved x1"),
                "the SLE generator against Table 1's": ("evaluation conditional aw improved",
                                                        "evaluation sle conditional aw improved")}
 paper_verdicts = []  # (export, question, whether a GAN (lower KID is better), verdict)
@@ -276,9 +277,10 @@ for export in exports:
         if new.startswith("classifier"):
             found = recipe_verdict(stages[baseline], stages[new])
         else:
-            found = gan_verdict(stages[new], stages[baseline], ("the SLE generator", "Table 1's generator"))
-            print(f"  (both GANs trained in {precision_of(stages[new])} and {precision_of(stages[baseline])}, "
-                  f"scored against the test split)")
+            found = gan_verdict(stages[new], stages[baseline],
+                                ("the SLE generator", "Table 1's generator"))
+            print(f"  (the GANs trained in {precision_of(stages[new])} and "
+                  f"{precision_of(stages[baseline])}, scored against the test split)")
         paper_verdicts.append((export, question, new.startswith("evaluation"), found))
         print(f"  {question}: {found}")
 if not exports:
@@ -335,7 +337,8 @@ for name, result in recognisable.items():
     print(f"GAN-test, {name} generator: {result}")
 for export, question, is_gan, found in paper_verdicts:
     better = outcome(found, lower_is_better=is_gan)
-    print(f"At the paper's budget, {question}: {better} (one seed per arm; {export.label}). {found}")
+    print(f"At the paper's budget, {question}: {better} (one seed per arm; {export.label}). "
+          f"{found}")
 if not paper_verdicts:
     print("At the paper's budget: no committed export holds both arms of either comparison yet.")
 
