@@ -19,7 +19,7 @@ import torch
 from playwright.sync_api import sync_playwright
 
 from nbcode.book.build import BOOK, NotebookFailed, build, committed_grids, execute_notebooks, source_key, write_pages
-from nbcode.book.committed import committed_stages
+from nbcode.book.committed import committed_stages, load_committed
 from nbcode.book.report import gan_table, measured_at, recipe_cells, with_training_precision
 from nbcode.gan import LATENT
 
@@ -236,7 +236,8 @@ def test_a_claim_from_two_budgets_gives_each_number_its_own_floor_and_label():
 def test_each_committed_grid_says_whether_its_rows_are_classes(tmp_path, monkeypatch):
     monkeypatch.setattr("nbcode.book.build.BOOK", tmp_path)
     monkeypatch.setattr("nbcode.book.build.GENERATED", tmp_path / "_generated")
-    captions = {line.split("**")[1]: line for line in committed_grids().splitlines() if line.startswith("**")}
+    markdown = committed_grids(load_committed())
+    captions = {line.split("**")[1]: line for line in markdown.splitlines() if line.startswith("**")}
     records = [json.loads(path.read_text()) for path in BOOK.parent.glob("results/*/records/gan-*.json")]
     assert {r["run"] for r in records} == set(captions)
     for r in records:

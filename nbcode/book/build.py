@@ -251,18 +251,20 @@ def results_section(label: str, records: list[dict], name: str) -> str:
     return "\n".join(parts) if len(parts) > 1 else f"{parts[0]}\n_No finished runs._\n"
 
 
-def committed_grids() -> str:
-    """Markdown showing the final sample grid of every committed GAN run, copied into the book, with
-    its layout read off the run's record (one class per row, or no class asked)."""
+def committed_grids(exports: list[tuple[str, dict, list[dict]]]) -> str:
+    """Markdown showing the final sample grid of every GAN run in `exports` (`load_committed`),
+    copied into the book, with its layout read off the run's settings (one class per row, or no
+    class asked), as `CommittedExport.sample_grid` draws it."""
     lines = []
-    for grid in sorted(committed.RESULTS.glob("*/grids/*.png")):
-        target = GENERATED / "results" / grid.parent.parent.name / grid.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(grid, target)
-        record = committed.read_committed(grid.parent.parent / "records" / f"{grid.stem}.json")
-        layout = "one class per row" if record["grid_labels"] is not None else "unconditional, no class asked"
-        lines.append(f"**{grid.stem}** ({grid.parent.parent.name}): final samples of the averaged generator, "
-                     f"{layout}\n\n![{grid.stem}]({target.relative_to(BOOK).as_posix()})\n")
+    for folder, _, records in exports:
+        for record in (r for r in records if r["kind"] == "gan"):
+            grid = committed.RESULTS / folder / "grids" / f"{record['run']}.png"
+            target = GENERATED / "results" / folder / grid.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(grid, target)
+            layout = "one class per row" if record["settings"]["conditional"] else "unconditional, no class asked"
+            lines.append(f"**{record['run']}** ({folder}): final samples of the averaged generator, "
+                         f"{layout}\n\n![{record['run']}]({target.relative_to(BOOK).as_posix()})\n")
     return "\n".join(lines)
 
 
@@ -284,7 +286,7 @@ def write_pages(profile: str) -> None:
         f"{report_card(sources)}{chapter_times()}")
     sections = [results_section(heading, records, f"source{i}")
                 for i, (heading, (_, records)) in enumerate(zip(headings, sources))]
-    grids = committed_grids()
+    grids = committed_grids(exports)
     (BOOK / "results.md").write_text(
         "# Results\n\nEvery number and plot on this page is read from run records (the metrics JSON that "
         "training and evaluation write), never typed.\n\n" + "\n".join(sections)
