@@ -280,6 +280,12 @@ def test_too_few_images_give_an_error_not_a_nan_statistic():
     assert lpips_record(two, two, 10)["lpips_std"] > 0
 
 
+def test_the_commit_is_asked_when_the_code_is_imported_not_when_the_first_record_is_written():
+    ask = "import nbcode.runs.cache as c; print(c.git_commit.cache_info().currsize)"
+    asked = subprocess.run([sys.executable, "-c", ask], capture_output=True, text=True, check=True).stdout
+    assert asked.strip() == "1"  # HEAD is known before any run starts, though nothing has called git_commit
+
+
 def test_a_long_run_names_the_commit_it_started_from_not_one_made_while_it_ran(monkeypatch):
     heads = iter(["aaaaaaa\n", "bbbbbbb\n"])  # HEAD moves on while the process runs
     monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: subprocess.CompletedProcess(args, 0, next(heads)))

@@ -257,10 +257,13 @@ def run_lock(folder: Path) -> Iterator[None]:
 @functools.cache
 def git_commit() -> str:
     """The commit of the code that produced a result ("unknown" outside a git checkout): HEAD
-    when this process first asks, kept for its lifetime, so a record written hours into a long
-    run names the code the process is running, not a commit made since."""
+    when this module was imported (asked below), kept for the process's lifetime, so a record
+    written hours into a long run names the code the process loaded, not a commit made since."""
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+git_commit()  # at import: the first record of a run may be written hours after it started
